@@ -1,0 +1,188 @@
+"""The batch pipeline: Audio -> words (ASR) + turns (diarization) -> attributed segments -> Transcript.
+
+Models load once per `Pipeline` and serve every file it transcribes. Progress goes through one
+hook, `hook(stage, completed, total)`; the library never prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from transcribe.asr import AsrOptions, Recognizer
+from transcribe.attribution import apply_speaker_names, assign_speakers, build_segments, parse_speaker_names
+from transcribe.devices import default_compute_type, resolve_device
+from transcribe.errors import UsageError
+from transcribe.store import ModelStore
+from transcribe.types import Audio, ModelInfo, Transcript
+
+log = logging.getLogger("transcribe")
+
+Hook = Callable[[str, float, "float | None"], None]
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """Every choice a run makes, with its default; recorded in the JSON output."""
+
+    model: str = "base"  # a store name or a local CTranslate2 folder
+    language: str | None = None  # None: detected
+    device: str = "auto"  # auto | cpu | cuda
+    compute_type: str | None = None  # None: int8 on CPU, float16 on CUDA
+    threads: int = 0  # CPU threads for ASR; 0: faster-whisper's default
+    diarize: bool = True
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    speaker_names: str | None = None  # "Diane,Sheila" or "SPEAKER_00=Diane"
+    initial_prompt: str | None = None
+    hotwords: str | None = None
+    beam_size: int = 5
+    vad_filter: bool = True
+    condition_on_previous_text: bool = False
+    segmentation: str = "segmentation-3.0"
+    embedding: str = "campplus"
+    clustering_threshold: float | None = None  # None: the calibrated default
+    min_cluster_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.speaker_names:
+            parse_speaker_names(self.speaker_names)  # refuse a bad spec before any work starts
+        if self.beam_size < 1:
+            raise UsageError(f"--beam-size must be at least 1, got {self.beam_size}")
+        if not self.diarize and any((self.num_speakers, self.min_speakers, self.max_speakers)):
+            raise UsageError("speaker-count options need diarization: drop --no-diarize")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Pipeline:
+    """Loads the models named by the options (once), then transcribes recordings."""
+
+    def __init__(self, options: PipelineOptions | None = None, store: ModelStore | None = None):
+        self.options = options or PipelineOptions()
+        self.store = store or ModelStore()
+        self.device = resolve_device(self.options.device)
+        self.compute_type = self.options.compute_type or default_compute_type(self.device)
+        self._recognizer: Recognizer | None = None
+        self._diarizer = None
+        self.models: list[ModelInfo] = []
+        # Resolve model paths now: a missing model is reported before any decoding starts.
+        self._asr_path, asr_info = self._resolve_asr(self.options.model)
+        self.models.append(asr_info)
+        if self.options.diarize:
+            self._seg_path = self.store.require_weights(self.options.segmentation)
+            self._emb_path = self.store.require_weights(self.options.embedding)
+            for role, name in (("segmentation", self.options.segmentation), ("embedding", self.options.embedding)):
+                self.models.append(ModelInfo(role, name, self.store.file_checksums(name)))
+
+    def _resolve_asr(self, model: str) -> tuple[Path, ModelInfo]:
+        local = Path(model).expanduser()
+        if model not in self.store.specs and local.is_dir():
+            if not (local / "model.bin").is_file():
+                raise UsageError(f"{local}: not a CTranslate2 Whisper folder (no model.bin)")
+            return local, ModelInfo("asr", str(local), None)
+        path = self.store.require(model)
+        return path, ModelInfo("asr", model, self.store.file_checksums(model))
+
+    @property
+    def recognizer(self) -> Recognizer:
+        if self._recognizer is None:
+            self._recognizer = Recognizer(self._asr_path, self.device, self.compute_type, self.options.threads)
+            self._recognizer.check_language(self.options.language)
+        return self._recognizer
+
+    @property
+    def diarizer(self):
+        if self._diarizer is None:
+            from transcribe.diarize import Diarizer  # imports pyannote: only when diarizing
+
+            self._diarizer = Diarizer(self._seg_path, self._emb_path, self.device)
+        return self._diarizer
+
+    def load(self) -> None:
+        """Load every model now (otherwise on first use)."""
+        _ = self.recognizer
+        if self.options.diarize:
+            _ = self.diarizer
+
+    def transcribe(self, audio: Audio, hook: Hook | None = None) -> Transcript:
+        say = hook or (lambda stage, done, total: None)
+        opts = self.options
+        timings: dict[str, float] = {}
+
+        t0 = time.perf_counter()
+        say("asr", 0.0, audio.duration)
+        asr = self.recognizer(
+            audio,
+            AsrOptions(
+                language=opts.language,
+                beam_size=opts.beam_size,
+                vad_filter=opts.vad_filter,
+                condition_on_previous_text=opts.condition_on_previous_text,
+                initial_prompt=opts.initial_prompt,
+                hotwords=opts.hotwords,
+            ),
+            progress=lambda done, total: say("asr", done, total),
+        )
+        timings["asr"] = time.perf_counter() - t0
+
+        turns: tuple = ()
+        exclusive: tuple = ()
+        if opts.diarize:
+            from transcribe.diarize import DiarizationOptions
+
+            d_opts = DiarizationOptions(
+                num_speakers=opts.num_speakers,
+                min_speakers=opts.min_speakers,
+                max_speakers=opts.max_speakers,
+                **({"threshold": opts.clustering_threshold} if opts.clustering_threshold is not None else {}),
+                **({"min_cluster_size": opts.min_cluster_size} if opts.min_cluster_size is not None else {}),
+            )
+            t0 = time.perf_counter()
+            say("diarization", 0.0, None)
+
+            def pyannote_hook(step, artifact, file=None, total=None, completed=None):
+                if total:
+                    say(f"diarization:{step}", float(completed or 0), float(total))
+
+            result = self.diarizer(audio, d_opts, hook=pyannote_hook)
+            turns, exclusive = result.turns, result.exclusive
+            timings["diarization"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        words = assign_speakers(asr.words, exclusive) if opts.diarize else asr.words
+        segments = build_segments(words)
+        transcript = Transcript(
+            source=audio.source,
+            duration=round(audio.duration, 3),
+            language=asr.language,
+            segments=segments,
+            turns=turns,
+            models=tuple(self.models),
+            options=opts.as_dict() | {"device": self.device, "compute_type": self.compute_type},
+            stats={},
+        )
+        if opts.speaker_names:
+            transcript = apply_speaker_names(transcript, parse_speaker_names(opts.speaker_names))
+        timings["attribution"] = time.perf_counter() - t0
+        stats = {
+            "timings": {k: round(v, 3) for k, v in timings.items()},
+            "real_time_factor": round(sum(timings.values()) / max(audio.duration, 1e-9), 4),
+            "peak_rss_mb": round(_peak_rss_mb(), 1),
+            "language_probability": round(asr.language_probability, 4),
+            "words": len(words),
+        }
+        if not words:
+            log.warning("%s: no speech was recognised", audio.source or "audio")
+        return dataclasses.replace(transcript, stats=stats)
