@@ -64,7 +64,27 @@ class Recognizer:
 
     def __call__(self, audio: Audio, options: AsrOptions, progress: Progress | None = None) -> AsrResult:
         self.check_language(options.language)
-        segments, info = self.model.transcribe(
+        try:
+            segments, info = self._start(audio, options)
+        except RuntimeError as exc:  # language detection already runs the encoder
+            raise ModelError(f"speech recognition failed: {exc}".splitlines()[0]) from None
+
+        words: list[Word] = []
+        try:
+            for seg in segments:  # decoding happens here, as the generator is consumed
+                for w in seg.words or ():
+                    words.append(Word(round(w.start, 3), round(w.end, 3), w.word, round(w.probability, 4)))
+                if progress is not None:
+                    progress(min(seg.end, audio.duration), audio.duration)
+        except RuntimeError as exc:  # CTranslate2: a missing CUDA library, out of memory
+            raise ModelError(f"speech recognition failed: {exc}".splitlines()[0]) from None
+        if progress is not None:
+            progress(audio.duration, audio.duration)
+        return AsrResult(tuple(words), info.language, info.language_probability)
+
+    def _start(self, audio: Audio, options: AsrOptions):
+        """Start faster-whisper; segments decode lazily as the caller iterates."""
+        return self.model.transcribe(
             audio.samples,
             language=options.language if self.multilingual else "en",
             beam_size=options.beam_size,
@@ -75,12 +95,4 @@ class Recognizer:
             hotwords=options.hotwords,
             temperature=list(options.temperature),
         )
-        words: list[Word] = []
-        for seg in segments:
-            for w in seg.words or ():
-                words.append(Word(round(w.start, 3), round(w.end, 3), w.word, round(w.probability, 4)))
-            if progress is not None:
-                progress(min(seg.end, audio.duration), audio.duration)
-        if progress is not None:
-            progress(audio.duration, audio.duration)
-        return AsrResult(tuple(words), info.language, info.language_probability)
+

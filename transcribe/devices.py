@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from transcribe.errors import UsageError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -24,3 +26,30 @@ def resolve_device(device: str) -> str:
 def default_compute_type(device: str) -> str:
     """int8 on the CPU, float16 on CUDA: faster-whisper's fastest accurate choices."""
     return "float16" if device == "cuda" else "int8"
+
+
+def ctranslate2_cuda_problem() -> str | None:
+    """Why faster-whisper cannot run on CUDA here, or None when it can.
+
+    CTranslate2's PyPI wheels (4.x) are built for CUDA 12 and load cuBLAS 12 at the first decode,
+    while torch 2.11's wheels bring CUDA 13 only. The `nvidia-cublas-cu12` wheel (`pip install
+    'transcribe[gpu]'`) provides it; its libraries are loaded here by full path, so no
+    LD_LIBRARY_PATH is needed.
+    """
+    import ctypes
+    import importlib.util
+
+    spec = importlib.util.find_spec("nvidia.cublas")
+    folders = [Path(p) / "lib" for p in (spec.submodule_search_locations or [])] if spec else []
+    for folder in folders:
+        for lib in ("libcublasLt.so.12", "libcublas.so.12"):
+            if (folder / lib).is_file():
+                try:
+                    ctypes.CDLL(str(folder / lib), mode=ctypes.RTLD_GLOBAL)
+                except OSError:
+                    pass
+    try:
+        ctypes.CDLL("libcublas.so.12", mode=ctypes.RTLD_GLOBAL)
+    except OSError:
+        return "faster-whisper needs cuBLAS 12 on CUDA: pip install 'nvidia-cublas-cu12' (or the [gpu] extra)"
+    return None

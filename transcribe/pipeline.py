@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from transcribe.asr import AsrOptions, Recognizer
 from transcribe.attribution import apply_speaker_names, assign_speakers, build_segments, parse_speaker_names
-from transcribe.devices import default_compute_type, resolve_device
+from transcribe.devices import ctranslate2_cuda_problem, default_compute_type, resolve_device
 from transcribe.errors import UsageError
 from transcribe.store import ModelStore
 from transcribe.types import Audio, ModelInfo, Transcript
@@ -75,6 +75,7 @@ class Pipeline:
         self.device = resolve_device(self.options.device)
         self.compute_type = self.options.compute_type or default_compute_type(self.device)
         self._recognizer: Recognizer | None = None
+        self.asr_device, self.asr_compute_type = self.device, self.compute_type
         self._diarizer = None
         self.models: list[ModelInfo] = []
         # Resolve model paths now: a missing model is reported before any decoding starts.
@@ -98,7 +99,15 @@ class Pipeline:
     @property
     def recognizer(self) -> Recognizer:
         if self._recognizer is None:
-            self._recognizer = Recognizer(self._asr_path, self.device, self.compute_type, self.options.threads)
+            device, compute_type = self.device, self.compute_type
+            problem = ctranslate2_cuda_problem() if device == "cuda" else None
+            if problem and self.options.device == "cuda":
+                raise UsageError(f"--device cuda: {problem}")
+            if problem:  # auto: diarization stays on the GPU, speech recognition moves to the CPU
+                log.warning("speech recognition runs on the CPU: %s", problem)
+                device, compute_type = "cpu", default_compute_type("cpu")
+            self._recognizer = Recognizer(self._asr_path, device, compute_type, self.options.threads)
+            self.asr_device, self.asr_compute_type = device, compute_type
             self._recognizer.check_language(self.options.language)
         return self._recognizer
 
@@ -170,7 +179,8 @@ class Pipeline:
             segments=segments,
             turns=turns,
             models=tuple(self.models),
-            options=opts.as_dict() | {"device": self.device, "compute_type": self.compute_type},
+            options=opts.as_dict()
+            | {"device": self.device, "asr_device": self.asr_device, "compute_type": self.asr_compute_type},
             stats={},
         )
         if opts.speaker_names:
