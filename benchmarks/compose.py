@@ -30,7 +30,7 @@ import math
 import subprocess
 import sys
 import wave
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -290,9 +290,13 @@ def plan_meeting(
     if n_speakers < 1:
         raise ComposeError("a meeting needs at least one speaker")
     if n_speakers > len(pool):
+        hint = ""
+        if not opts.allow_approximate:
+            wider = _usable(clips, languages, replace(opts, allow_approximate=True))
+            hint = f" (--allow-approximate adds {len(wider) - len(pool)})" if len(wider) > len(pool) else ""
         raise ComposeError(
             f"{n_speakers} speakers asked for, but only {len(pool)} have usable clips in language "
-            f"{language!r} ({', '.join(pool) or 'none'}); use fewer speakers or more languages")
+            f"{language!r} ({', '.join(pool) or 'none'}){hint}; use fewer speakers or more languages")
 
     rng = np.random.default_rng(seed)
     material = {s: sum(c.duration for c in cs) for s, cs in pool.items()}
@@ -350,7 +354,7 @@ def plan_meeting(
                      and t_index >= n_speakers and cursor >= quiet_at)
         if t_index < n_speakers:
             spk = first_round[t_index]
-        elif quiet_due and prev[0] != quiet_speaker:
+        elif quiet_due and (prev[0] != quiet_speaker or n_speakers == 1):
             spk = quiet_speaker
         else:
             others = [i for i, s in enumerate(chosen) if prev is None or s != prev[0]] or [0]
@@ -366,6 +370,8 @@ def plan_meeting(
             if t_index < n_speakers:  # everybody speaks once, early
                 target = min(target, max(1.5, 0.8 * total / n_speakers))
             target = min(target, max(1.5, total - cursor))
+        if long_quiet:
+            queues[spk] = []  # a fresh round of all their clips, so the turn can be long enough
         if long_quiet:
             queues[spk] = []  # a fresh round of all their clips, so the turn can be long enough
         chosen_clips: list[Clip] = []
@@ -610,7 +616,7 @@ def compose_meeting(
     quiet = None
     if plan.quiet_turn is not None:
         qs = [u for u in plan.utterances if u.turn == plan.quiet_turn]
-        quiet = {"speaker": plan.quiet_speaker, "start": qs[0].start, "end": qs[-1].end,
+        quiet = {"speaker": plan.quiet_speaker, "start": round(qs[0].start, 3), "end": round(qs[-1].end, 3),
                  "seconds": round(qs[-1].end - qs[0].start, 3), "level_db": options.quiet_db}
     info = {
         "speech_seconds": round(speech, 3),

@@ -119,6 +119,17 @@ def test_stm_text_is_the_clip_text_and_matches_rttm(meeting, clips):
         assert u.end - u.start == pytest.approx(clip.duration, abs=1e-3)
 
 
+def test_each_utterance_is_its_clip_at_the_stated_time(clips):
+    """Without noise or overlap the meeting is the clips, scaled, at exactly the RTTM times."""
+    m = C.compose_meeting(clips, 13, 3, 0.5, "en", C.ComposeOptions(overlap=0.0, noise_db=None))
+    by_id = {c.id: c for c in clips}
+    for u in m.utterances:
+        clip = C.clip_audio(by_id[u.clip]).astype(np.float64)
+        got = m.samples[round(u.start * SR):round(u.end * SR)].astype(np.float64)
+        assert len(got) == len(clip)
+        assert np.corrcoef(got, clip)[0, 1] > 0.9999
+
+
 def test_speaker_count_is_exact(clips):
     for n, minutes in ((1, 0.5), (2, 0.5), (5, 1.0), (8, 1.0)):
         plan = C.plan_meeting(clips, seed=n, n_speakers=n, minutes=minutes, language="en")

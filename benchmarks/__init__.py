@@ -1,0 +1,1 @@
+"""Benchmarks and the tools that make their data (kept apart from tests)."""
