@@ -1,0 +1,219 @@
+"""ASR over speech regions against sequential whole-file decoding, in one run, same model, same machine.
+
+    python benchmarks/asr_regions.py [--seeds 1 2 3] [--speakers 3 5 8] [--minutes 4] [--diarize]
+                                     [--reps 2] [-o benchmarks/results/asr_regions.json]
+
+Meetings are composed in memory by `benchmarks/compose.py` from `samples/clips.jsonl` (English,
+default composer options: pauses, 5% overlap, +-6 dB speaker levels, pink noise at -50 dBFS), one
+per (seed, speaker count), plus one with a long quiet turn (a speaker at -20 dB, a 25 s turn).
+On each, with the same faster-whisper model (`Recognizer`, int8 on CPU) and the same options:
+
+- `sequential`: `Recognizer.__call__`, the pipeline's ASR stage today (whole file, VAD filter,
+  word timestamps, no conditioning on previous text);
+- `regions`: `transcribe.regions` over the reference RTTM turns (isolates the ASR stage);
+- `regions+diar` (with --diarize): over the exclusive turns of our diarization (its time is not
+  counted: the pipeline runs diarization anyway);
+- `ceiling`: every reference clip transcribed on its own (`Recognizer`, original clip audio).
+
+Scores: WER (Whisper's English normalizer) with substitutions, deletions and insertions pooled over
+the meetings; per reference turn (RTTM line) of >= 3 s, the share of its words recognised (words
+whose middle lies in the turn), and the count of such turns under 50%. Time: the ASR stage only,
+`sequential` and `regions` alternated `--reps` times on each meeting; the speed-up is the ratio of
+the summed best-of-reps times. Then 60 s of digital silence and 60 s of pink noise (-40 dBFS):
+words from `sequential` and from `regions` over Silero VAD regions (and over diarization with
+--diarize); the target is none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import numpy as np  # noqa: E402
+
+from transcribe.asr import AsrOptions, Recognizer  # noqa: E402
+from transcribe.evaluation.metrics import WordErrors, word_errors  # noqa: E402
+from transcribe.regions import RegionOptions, plan_chunks, transcribe_chunks, vad_regions  # noqa: E402
+from transcribe.store import ModelStore  # noqa: E402
+from transcribe.types import Audio, Turn, Word  # noqa: E402
+
+log = logging.getLogger("transcribe")
+
+
+def score(utterances: Sequence[Any], words: Sequence[Word], language: str = "en") -> dict[str, Any]:
+    """WER over the meeting, and recall per reference turn of >= 3 s."""
+    ordered = sorted(utterances, key=lambda u: u.start)
+    ref = " ".join(u.text for u in ordered)
+    hyp = "".join(w.text for w in sorted(words, key=lambda w: w.start))
+    we = word_errors(ref, hyp, language)
+    turns = []
+    for u in ordered:
+        if u.end - u.start < 3.0:
+            continue
+        inside = "".join(w.text for w in words if u.start <= (w.start + w.end) / 2 <= u.end)
+        e = word_errors(u.text, inside, language)
+        hits = e.ref_words - e.substitutions - e.deletions
+        turns.append({"start": round(u.start, 2), "end": round(u.end, 2), "speaker": u.speaker,
+                      "words": e.ref_words, "recall": round(hits / e.ref_words, 3) if e.ref_words else 1.0})
+    low = [t for t in turns if t["recall"] < 0.5]
+    return {"errors": asdict(we), "wer": we.rate, "turns_3s": len(turns), "turns_under_half": len(low), "low_turns": low}
+
+
+def pooled(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    total = sum((WordErrors(**r["errors"]) for r in results), start=WordErrors(0, 0, 0, 0))
+    return {
+        "wer": round(total.rate or 0.0, 4),
+        "ref_words": total.ref_words,
+        "substitutions": total.substitutions,
+        "deletions": total.deletions,
+        "insertions": total.insertions,
+        "deletion_rate": round(total.deletions / max(total.ref_words, 1), 4),
+        "turns_3s": sum(r["turns_3s"] for r in results),
+        "turns_under_half": sum(r["turns_under_half"] for r in results),
+    }
+
+
+def timed(fn, *args, **kwargs):
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
+
+
+def run_regions(rec: Recognizer, audio: Audio, turns: Sequence[Turn], options: AsrOptions, ropts: RegionOptions):
+    chunks = plan_chunks(turns, audio.duration, options=ropts, audio=audio)
+    return transcribe_chunks(rec, audio, chunks, options, region_options=ropts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--speakers", type=int, nargs="+", default=[3, 5, 8])
+    ap.add_argument("--minutes", type=float, default=4.0)
+    ap.add_argument("--model", default="base")
+    ap.add_argument("--language", default="en", help="given to every system ('' to detect)")
+    ap.add_argument("--reps", type=int, default=2, help="timed repetitions of sequential and regions")
+    ap.add_argument("--diarize", action="store_true", help="also regions from our diarization")
+    ap.add_argument("--no-quiet", action="store_true", help="leave out the meeting with a quiet turn")
+    ap.add_argument("--no-ceiling", action="store_true")
+    ap.add_argument("--clips", type=Path, default=HERE.parent / "samples" / "clips.jsonl")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads for CTranslate2 (0: its default)")
+    ap.add_argument("-o", "--output", type=Path, default=HERE / "results" / "asr_regions.json")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+    from compose import ComposeOptions, clip_audio, compose_background, compose_meeting, load_clips
+
+    clips = load_clips(args.clips)
+    by_id = {c.id: c for c in clips}
+    store = ModelStore()
+    rec = Recognizer(store.require(args.model), "cpu", "int8", args.threads)
+    options = AsrOptions(language=args.language or None)
+    ropts = RegionOptions()
+    diarizer = None
+    if args.diarize:
+        from transcribe.diarize import DiarizationOptions, Diarizer
+
+        diarizer = Diarizer(store.require_weights("segmentation-3.0"), store.require_weights("campplus"))
+
+    meetings = [compose_meeting(clips, seed, n, args.minutes, "en") for seed in args.seeds for n in args.speakers]
+    if not args.no_quiet:
+        meetings.append(compose_meeting(
+            clips, 11, 0, args.minutes, "en",
+            ComposeOptions(quiet_turn=25.0, speaker_set=("lj", "mfa_mcauliffe", "librivox_sonnets", "jfk"))))
+
+    systems = ["sequential", "regions"] + (["regions+diar"] if diarizer else []) + ([] if args.no_ceiling else ["ceiling"])
+    per_meeting: list[dict[str, Any]] = []
+    for m in meetings:
+        audio = Audio(m.samples, m.name)
+        ref_turns = [Turn(u.start, u.end, u.speaker) for u in m.utterances]
+        row: dict[str, Any] = {"name": m.name, "duration": round(audio.duration, 1), "speakers": len(m.speakers),
+                               "speech_seconds": m.info["speech_seconds"], "quiet_turn": m.info.get("quiet_turn")}
+        times: dict[str, list[float]] = {"sequential": [], "regions": []}
+        for _ in range(args.reps):
+            seq, dt = timed(rec, audio, options)
+            times["sequential"].append(dt)
+            reg, dt = timed(run_regions, rec, audio, ref_turns, options, ropts)
+            times["regions"].append(dt)
+        row["sequential"] = score(m.utterances, seq.words) | {"seconds": [round(t, 2) for t in times["sequential"]]}
+        row["regions"] = score(m.utterances, reg.words) | {"seconds": [round(t, 2) for t in times["regions"]],
+                                                           "stats": dict(reg.stats)}
+        if diarizer:
+            d, d_dt = timed(diarizer, audio, DiarizationOptions())
+            regd, dt = timed(run_regions, rec, audio, d.exclusive, options, ropts)
+            row["regions+diar"] = score(m.utterances, regd.words) | {
+                "seconds": [round(dt, 2)], "diarization_seconds": round(d_dt, 2), "stats": dict(regd.stats)}
+        if not args.no_ceiling:
+            words: list[Word] = []
+            t0 = time.perf_counter()
+            for u in m.utterances:
+                clip = Audio(np.asarray(clip_audio(by_id[u.clip]), dtype=np.float32))
+                for w in rec(clip, options).words:
+                    words.append(Word(u.start + w.start, u.start + w.end, w.text, w.probability))
+            row["ceiling"] = score(m.utterances, words) | {"seconds": [round(time.perf_counter() - t0, 2)]}
+        row["speedup"] = round(min(times["sequential"]) / min(times["regions"]), 3)
+        per_meeting.append(row)
+        line = "  ".join(f"{s} wer {row[s]['wer']:.3f} del {row[s]['errors']['deletions']} "
+                         f"ins {row[s]['errors']['insertions']} low {row[s]['turns_under_half']}" for s in systems)
+        print(f"{m.name}: {line}  speed-up {row['speedup']:.2f}", file=sys.stderr, flush=True)
+
+    background = []
+    for kind, x in (("silence", compose_background("silence", 60.0)), ("noise", compose_background("noise", 60.0, seed=1))):
+        audio = Audio(x.samples, x.name)
+        item = {"name": x.name, "sequential_words": len(rec(audio, options).words)}
+        vad = vad_regions(audio)
+        item["vad_regions"] = len(vad)
+        r = run_regions(rec, audio, vad, options, ropts)
+        item["regions_words"] = len(r.words)
+        item["regions_stats"] = dict(r.stats)
+        if diarizer:
+            d = diarizer(audio, DiarizationOptions())
+            item["diarization_turns"] = len(d.exclusive)
+            item["regions+diar_words"] = len(run_regions(rec, audio, d.exclusive, options, ropts).words)
+        background.append(item)
+
+    summary = {s: pooled([r[s] for r in per_meeting]) for s in systems}
+    best = {s: sum(min(r[s]["seconds"]) for r in per_meeting) for s in ("sequential", "regions")}
+    summary["asr_seconds_best_of_reps"] = {k: round(v, 2) for k, v in best.items()}
+    summary["speedup"] = round(best["sequential"] / best["regions"], 3)
+    result = {
+        "command": " ".join(["python", "benchmarks/asr_regions.py", *(argv if argv is not None else sys.argv[1:])]),
+        "model": args.model,
+        "language": args.language or None,
+        "region_options": asdict(ropts),
+        "summary": summary,
+        "background": background,
+        "meetings": per_meeting,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+
+    print(f"\n{len(per_meeting)} meetings, {sum(r['duration'] for r in per_meeting) / 60:.1f} min, model {args.model}")
+    print(f"| system | WER | subs | dels (rate) | ins | turns >=3 s under 50% | ASR s (best of {args.reps}) |")
+    print("|---|---|---|---|---|---|---|")
+    for s in systems:
+        p = summary[s]
+        t = f"{best[s]:.1f}" if s in best else "—"
+        print(f"| {s} | {p['wer']:.3f} | {p['substitutions']} | {p['deletions']} ({p['deletion_rate']:.1%}) | "
+              f"{p['insertions']} | {p['turns_under_half']} / {p['turns_3s']} | {t} |")
+    print(f"speed-up of the ASR stage (sequential / regions): {summary['speedup']:.2f}x")
+    for b in background:
+        print(f"{b['name']}: sequential {b['sequential_words']} words, regions (VAD) {b['regions_words']} words"
+              + (f", regions (diarization) {b['regions+diar_words']} words" if "regions+diar_words" in b else ""))
+    print(f"JSON: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

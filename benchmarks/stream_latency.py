@@ -1,0 +1,391 @@
+#!/usr/bin/env python
+"""Streaming latency, accuracy and stability, measured end to end at real-time speed.
+
+A recording is pushed into `transcribe stream` as a live source would push it: 20 ms of PCM
+every 20 ms, through standard input (`--via stdin`) or through a real nginx-rtmp server
+(`--via rtmp`, AAC in FLV, as OBS or a media bridge would publish). A WebSocket client on the
+caption server records when every message arrives. The reference time of each word is its end
+in an offline `transcribe run`-style recognition of the same audio (tiny.en, beam 5, word
+timestamps), matched to the streamed words by text alignment.
+
+Reported (one run, one machine; the load average at start and end is printed with them):
+- final caption latency: arrival of a final caption minus the reference end of its last word
+  (median, p95), and the same per word;
+- first partial: arrival of the first caption text of each utterance minus the start of its
+  speech, and minus the end of its first word;
+- WER of the streamed finals and of the offline run against the reference (STM) text, and the
+  speaker-attributed cpWER of the stream;
+- with --loop N (the recording N times over, e.g. 60 x 30 s = 30 min): resident memory of the
+  stream process and the recognizer lag over time.
+
+    .venv/bin/python benchmarks/stream_latency.py                   # sample.wav through stdin
+    .venv/bin/python benchmarks/stream_latency.py --via rtmp        # through nginx-rtmp
+    .venv/bin/python benchmarks/stream_latency.py --loop 60         # 30 minutes: memory and lag
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SR = 16000
+SAMPLE = ROOT / ".venv/lib/python3.11/site-packages/pyannote/audio/sample/sample.wav"
+RTMP_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def loadavg() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def tokens(text: str) -> list[str]:
+    return [t for t in re.sub(r"[^\w' ]+", " ", text.lower()).split() if t]
+
+
+# ---------------------------------------------------------------------------- the media server
+
+
+class NginxRtmp:
+    """nginx with the RTMP module as our own process: its own prefix, config, pid and logs."""
+
+    def __init__(self, folder: Path, port: int, idle_streams: bool = True):
+        self.folder, self.port = folder, port
+        (folder / "logs").mkdir(parents=True, exist_ok=True)
+        (folder / "nginx.conf").write_text(
+            f"""load_module {RTMP_MODULE};
+master_process off;
+daemon off;
+pid {folder}/nginx.pid;
+error_log {folder}/logs/error.log info;
+events {{ worker_connections 64; }}
+rtmp {{
+    access_log off;
+    server {{
+        listen 127.0.0.1:{port};
+        chunk_size 4096;
+        application live {{
+            live on;
+            record off;
+            idle_streams {"on" if idle_streams else "off"};
+        }}
+    }}
+}}
+"""
+        )
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "NginxRtmp":
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.proc = subprocess.Popen(
+            [nginx, "-p", str(self.folder), "-c", str(self.folder / "nginx.conf"), "-e", str(self.folder / "logs/error.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("nginx did not start: " + (self.folder / "logs/error.log").read_text()[-500:])
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+# ---------------------------------------------------------------------------- pushing audio
+
+
+def paced_write(write, samples: np.ndarray, chunk_s: float = 0.02, t0_box: list | None = None) -> float:
+    """Write s16le PCM in `chunk_s` pieces at real-time speed; returns the wall time of sample 0."""
+    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+    step = int(chunk_s * SR) * 2
+    t0 = time.monotonic()
+    if t0_box is not None:
+        t0_box.append(t0)
+    for i in range(0, len(pcm), step):
+        due = t0 + (i // 2) / SR
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        write(pcm[i:i + step])
+    return t0
+
+
+class CaptionClient(threading.Thread):
+    """Records (arrival time, message) for every message of the caption server."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.url = url
+        self.messages: list[tuple[float, dict]] = []
+        self.connected = threading.Event()
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        from websockets.sync.client import connect
+
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                ws = connect(self.url, open_timeout=2)
+                break
+            except OSError as exc:
+                if time.monotonic() > deadline:
+                    self.error = exc
+                    self.connected.set()
+                    return
+                time.sleep(0.2)
+        self.connected.set()
+        try:
+            for raw in ws:
+                self.messages.append((time.monotonic(), json.loads(raw)))
+        except Exception as exc:  # closed at the end
+            self.error = exc if "1001" not in str(exc) and "1000" not in str(exc) else None
+
+
+# ---------------------------------------------------------------------------- analysis
+
+
+def offline_words(audio: np.ndarray):
+    from transcribe.asr import AsrOptions, Recognizer
+    from transcribe.store import ModelStore
+    from transcribe.types import Audio
+
+    rec = Recognizer(ModelStore().require("tiny.en"), cpu_threads=0)
+    t = time.perf_counter()
+    result = rec(Audio(audio), AsrOptions(language="en"))
+    return result.words, time.perf_counter() - t
+
+
+def analyse(messages, t0: float, ref_words, utter_gap: float = 0.8) -> dict:
+    finals = [(t, m) for t, m in messages if m.get("type") == "final"]
+    stream_words = [(t, w) for t, m in finals for w in m["words"]]
+    a = [tok for _, w in stream_words for tok in tokens(w["text"])[:1] or ["_"]]
+    b = [tok for w in ref_words for tok in tokens(w.text)[:1] or ["_"]]
+    sm = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    match: dict[int, int] = {}
+    for blk in sm.get_matching_blocks():
+        for k in range(blk.size):
+            match[blk.a + k] = blk.b + k
+    per_word = [stream_words[i][0] - (t0 + ref_words[j].end) for i, j in match.items()]
+    # per caption: the last matched word of each final
+    per_caption = []
+    idx = 0
+    for t, m in finals:
+        n = len(m["words"])
+        js = [match[i] for i in range(idx, idx + n) if i in match]
+        if js:
+            per_caption.append(t - (t0 + ref_words[max(js)].end))
+        idx += n
+    # first text of each utterance (partials or finals)
+    texts = [(t, m) for t, m in messages if m.get("type") in ("partial", "final") and m.get("text")]
+    onsets = [w for k, w in enumerate(ref_words) if k == 0 or w.start - ref_words[k - 1].end >= utter_gap]
+    first_from_start, first_from_word = [], []
+    for w in onsets:
+        for t, m in texts:
+            if m["end"] >= w.start and t >= t0 + w.start:
+                first_from_start.append(t - (t0 + w.start))
+                first_from_word.append(t - (t0 + w.end))
+                break
+    server = [m["latency"] for _, m in finals if m.get("latency") is not None]
+    q = lambda xs, p: round(float(np.percentile(xs, p)), 2) if xs else None  # noqa: E731
+    return {
+        "finals": len(finals),
+        "matched_words": f"{len(match)}/{len(ref_words)}",
+        "final_latency_caption_p50": q(per_caption, 50),
+        "final_latency_caption_p95": q(per_caption, 95),
+        "final_latency_word_p50": q(per_word, 50),
+        "final_latency_word_p95": q(per_word, 95),
+        "server_measured_p50": q(server, 50),
+        "server_measured_p95": q(server, 95),
+        "first_text_from_speech_start_p50": q(first_from_start, 50),
+        "first_text_from_speech_start_p95": q(first_from_start, 95),
+        "first_text_from_first_word_end_p50": q(first_from_word, 50),
+        "first_text_from_first_word_end_p95": q(first_from_word, 95),
+        "utterances": len(onsets),
+    }
+
+
+def wers(messages, ref_words, stm: Path | None, loops: int) -> dict:
+    from transcribe.attribution import build_segments
+    from transcribe.evaluation.metrics import speaker_attributed_errors, word_errors
+    from transcribe.types import Word
+
+    words = [Word(w["start"], w["end"], w["text"], w["probability"], m["speaker"])
+             for _, m in messages if m.get("type") == "final" for w in m["words"]]
+    stream_text = "".join(w.text for w in words)
+    offline_text = "".join(w.text for w in ref_words)
+    out = {}
+    if stm is not None and loops == 1:
+        from transcribe.evaluation.readers import read_stm
+
+        ref_segments = read_stm(stm)
+        ref_text = " ".join(s.text for s in ref_segments)
+        s = word_errors(ref_text, stream_text, "en")
+        o = word_errors(ref_text, offline_text, "en")
+        out["wer_stream"] = round(s.rate, 4)
+        out["wer_offline"] = round(o.rate, 4)
+        out["wer_gap_points"] = round(100 * (s.rate - o.rate), 1)
+        cp, _ = speaker_attributed_errors(ref_segments, build_segments(words), "en")
+        out["cpwer_stream"] = round(cp.rate, 4)
+    out["wer_stream_vs_offline"] = round(word_errors(offline_text, stream_text, "en").rate, 4)
+    out["speakers"] = sorted({w.speaker for w in words if w.speaker})
+    return out
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--audio", type=Path, default=SAMPLE)
+    ap.add_argument("--stm", type=Path, default=None, help="reference STM [default: sample.stm beside sample.wav]")
+    ap.add_argument("--via", choices=("stdin", "rtmp"), default="stdin")
+    ap.add_argument("--loop", type=int, default=1, help="push the recording this many times (1 s apart)")
+    ap.add_argument("--out", type=Path, default=None, help="write the figures and messages here (JSON)")
+    ap.add_argument("stream_args", nargs="*", help="extra options for `transcribe stream` (after --)")
+    args = ap.parse_args()
+    stm = args.stm or (args.audio.with_suffix(".stm") if args.audio.with_suffix(".stm").is_file() else None)
+
+    from transcribe.media import ffmpeg_binary, load_audio
+
+    audio = load_audio(args.audio).samples
+    print(f"load average at start: {loadavg()}", flush=True)
+    ref, offline_s = offline_words(audio)
+    print(f"offline reference: {len(ref)} words in {offline_s:.1f} s", flush=True)
+    gap = np.zeros(SR, dtype=np.float32)
+    pushed = np.concatenate([np.concatenate([audio, gap]) for _ in range(args.loop)]) if args.loop > 1 else audio
+    period = (len(audio) + len(gap)) / SR
+    from transcribe.types import Word
+
+    ref_all = [Word(w.start + k * period, w.end + k * period, w.text) for k in range(args.loop) for w in ref]
+
+    port = free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="stream-bench-"))
+    cmd = [sys.executable, "-m", "transcribe.streaming.cli", "--serve", f"127.0.0.1:{port}", "-q", *args.stream_args]
+    nginx = publisher = None
+    try:
+        if args.via == "rtmp":
+            rport = free_port()
+            nginx = NginxRtmp(tmp / "nginx", rport).start()
+            url = f"rtmp://127.0.0.1:{rport}/live/bench"
+            proc = subprocess.Popen([*cmd, url], cwd=ROOT, stderr=subprocess.PIPE)
+        else:
+            proc = subprocess.Popen([*cmd, "--stdin-format", "raw", "-"], cwd=ROOT, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        client = CaptionClient(f"ws://127.0.0.1:{port}/")
+        client.start()
+        client.connected.wait()
+        if client.error:
+            raise SystemExit(f"caption server did not come up: {client.error}; {proc.stderr.read().decode()[-1000:]}")
+        rss: list[tuple[float, float]] = []
+        stop_rss = threading.Event()
+
+        def sample_rss() -> None:
+            while not stop_rss.wait(5.0):
+                r = rss_mb(proc.pid)
+                if r is not None:
+                    rss.append((time.monotonic(), r))
+
+        threading.Thread(target=sample_rss, daemon=True).start()
+        t0_box: list[float] = []
+        if args.via == "rtmp":
+            publisher = subprocess.Popen(
+                [ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-f", "s16le", "-ar", str(SR), "-ac", "1", "-i", "pipe:0",
+                 "-c:a", "aac", "-b:a", "96k", "-f", "flv", url],
+                stdin=subprocess.PIPE,
+            )
+            time.sleep(1.0)  # the player is connected and waiting; now publish
+            t0 = paced_write(lambda b: (publisher.stdin.write(b), publisher.stdin.flush()), pushed, t0_box=t0_box)
+            time.sleep(0.5)
+            publisher.stdin.close()
+            publisher.wait(10)
+            time.sleep(6.0)  # let the last captions out
+            proc.send_signal(signal.SIGINT)
+        else:
+            t0 = paced_write(lambda b: (proc.stdin.write(b), proc.stdin.flush()), pushed, t0_box=t0_box)
+            proc.stdin.close()
+        proc.wait(600)
+        stop_rss.set()
+        client.join(30)
+        err = proc.stderr.read().decode()
+        if proc.returncode not in (0,):
+            print(f"stream exited {proc.returncode}: {err[-2000:]}")
+    finally:
+        if publisher is not None and publisher.poll() is None:
+            publisher.kill()
+        if nginx is not None:
+            nginx.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    msgs = client.messages
+    figures = {"via": args.via, "audio": str(args.audio), "seconds_pushed": round(len(pushed) / SR, 1), "loop": args.loop}
+    figures.update(analyse(msgs, t0, ref_all))
+    figures.update(wers(msgs, ref_all, stm, args.loop))
+    statuses = [(t - t0, m) for t, m in msgs if m.get("type") == "status"]
+    lags = [m["lag"] for _, m in statuses]
+    if lags:
+        third = max(1, len(lags) // 3)
+        figures["lag_max"] = round(max(lags), 2)
+        figures["lag_mean_first_third"] = round(statistics.mean(lags[:third]), 2)
+        figures["lag_mean_last_third"] = round(statistics.mean(lags[-third:]), 2)
+        figures["shed_seconds"] = statuses[-1][1]["shed"]
+    if rss:
+        figures["rss_mb_first"] = round(rss[0][1], 1)
+        figures["rss_mb_max"] = round(max(r for _, r in rss), 1)
+        figures["rss_mb_last"] = round(rss[-1][1], 1)
+        half = [(t, r) for t, r in rss if t >= rss[len(rss) // 2][0]]
+        if len(half) >= 3:
+            slope = np.polyfit([t for t, _ in half], [r for _, r in half], 1)[0]
+            figures["rss_mb_per_10min_second_half"] = round(float(slope) * 600, 2)
+    figures["load_average_end"] = loadavg()
+    width = max(len(k) for k in figures)
+    for k, v in figures.items():
+        print(f"{k:<{width}}  {v}")
+    if args.out:
+        args.out.write_text(json.dumps({"figures": figures, "messages": [(round(t - t0, 3), m) for t, m in msgs]}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

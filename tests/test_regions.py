@@ -1,0 +1,291 @@
+"""ASR over speech regions: chunk planning on hand-made turns; real models on composed meetings,
+silence and noise."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from transcribe.errors import UsageError
+from transcribe.regions import (
+    Chunk,
+    RegionOptions,
+    _ownership,
+    _pack,
+    _uncovered,
+    _Window,
+    _Piece,
+    plan_chunks,
+)
+from transcribe.types import SAMPLE_RATE, Audio, Turn, Word
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def speakers_inside(chunk: Chunk, turns: list[Turn]) -> set[str]:
+    """Speakers of the turns that the chunk's speech overlaps."""
+    return {t.speaker for t in turns for s, e in chunk.speech if min(e, t.end) - max(s, t.start) > 1e-6}
+
+
+def covered(chunks, turns: list[Turn]) -> float:
+    """Seconds of turn time that lie in some chunk's speech."""
+    total = 0.0
+    for t in turns:
+        for c in chunks:
+            for s, e in c.speech:
+                total += max(0.0, min(e, t.end) - max(s, t.start))
+    return total
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def test_no_turns_no_chunks() -> None:
+    assert plan_chunks([], 60.0) == ()
+
+
+def test_speaker_change_cuts() -> None:
+    turns = [Turn(1.0, 5.0, "A"), Turn(5.0, 9.0, "B"), Turn(9.5, 12.0, "A")]
+    chunks = plan_chunks(turns, 20.0)
+    assert [c.speaker for c in chunks] == ["A", "B", "A"]
+    assert [c.speech for c in chunks] == [((1.0, 5.0),), ((5.0, 9.0),), ((9.5, 12.0),)]
+    for c in chunks:
+        assert speakers_inside(c, turns) == {c.speaker}
+        assert c.start == pytest.approx(max(0.0, c.speech_start - 0.2))
+        assert c.end == pytest.approx(c.speech_end + 0.2)
+
+
+def test_same_speaker_merges_across_a_short_pause_only() -> None:
+    turns = [Turn(0.5, 4.0, "A"), Turn(4.6, 8.0, "A"), Turn(12.0, 15.0, "A")]
+    chunks = plan_chunks(turns, 20.0, options=RegionOptions(merge_gap=1.0))
+    assert [c.speech for c in chunks] == [((0.5, 4.0), (4.6, 8.0)), ((12.0, 15.0),)]
+
+
+def test_long_run_is_cut_at_pauses_within_the_limit() -> None:
+    # 12 turns of 4 s with 0.5 s pauses: 53.5 s of one speaker
+    turns = [Turn(i * 4.5, i * 4.5 + 4.0, "A") for i in range(12)]
+    chunks = plan_chunks(turns, 60.0)
+    assert len(chunks) >= 2
+    for c in chunks:
+        assert c.duration <= 30.0 + 1e-9
+        assert c.speaker == "A"
+    # every cut falls in a pause: each turn lies whole in one chunk
+    for t in turns:
+        assert sum((t.start, t.end) in c.speech for c in chunks) == 1
+    assert covered(chunks, turns) == pytest.approx(sum(t.duration for t in turns))
+
+
+def test_a_turn_longer_than_a_chunk_is_cut_at_its_quietest_moment() -> None:
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal(70 * SAMPLE_RATE)).astype(np.float32)
+    x[int(22.0 * SAMPLE_RATE) : int(22.4 * SAMPLE_RATE)] *= 0.001  # a pause at 22.0-22.4 s
+    audio = Audio(x)
+    chunks = plan_chunks([Turn(0.0, 70.0, "A")], audio.duration, audio=audio)
+    assert all(c.duration <= 30.0 + 1e-9 for c in chunks)
+    assert 22.0 <= chunks[0].speech_end <= 22.4
+    assert covered(chunks, [Turn(0.0, 70.0, "A")]) == pytest.approx(70.0)
+    # without audio it still fits, cut at the limit
+    blind = plan_chunks([Turn(0.0, 70.0, "A")], 70.0)
+    assert [round(c.speech_end - c.speech_start, 3) for c in blind] == [29.6, 29.6, 10.8]
+
+
+def test_overlap_goes_to_whoever_started_first() -> None:
+    turns = [Turn(0.0, 6.0, "A"), Turn(5.0, 10.0, "B"), Turn(7.0, 8.0, "A")]
+    chunks = plan_chunks(turns, 10.0)
+    assert [(c.speaker, c.speech) for c in chunks] == [("A", ((0.0, 6.0),)), ("B", ((6.0, 10.0),))]
+
+
+def test_short_turn_is_widened_but_stays_in_the_recording() -> None:
+    chunks = plan_chunks([Turn(0.1, 0.3, "A"), Turn(9.8, 9.9, "B")], 10.0, options=RegionOptions(min_chunk=1.0))
+    assert [(c.start, c.end) for c in chunks] == [(0.0, 1.0), (9.0, 10.0)]
+    assert chunks[0].speech == ((0.1, 0.3),)
+
+
+def test_turns_are_clipped_to_the_recording_and_empty_ones_dropped() -> None:
+    chunks = plan_chunks([Turn(-1.0, 2.0, "A"), Turn(3.0, 3.0, "B"), Turn(9.0, 12.0, "C")], 10.0)
+    assert [(c.speaker, c.speech) for c in chunks] == [("A", ((0.0, 2.0),)), ("C", ((9.0, 10.0),))]
+
+
+def test_vad_turns_have_no_speaker() -> None:
+    chunks = plan_chunks([Turn(1.0, 3.0, ""), Turn(3.2, 5.0, "")], 10.0)
+    assert [c.speaker for c in chunks] == [None]
+
+
+def test_planning_is_pure() -> None:
+    turns = (Turn(1.0, 5.0, "A"), Turn(5.0, 40.0, "B"))
+    assert plan_chunks(turns, 50.0) == plan_chunks(turns, 50.0)
+    assert turns == (Turn(1.0, 5.0, "A"), Turn(5.0, 40.0, "B"))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"max_chunk": 31.0}, {"max_chunk": 0.5}, {"pad": -0.1}, {"pad": 15.0}, {"batch_size": 0}, {"min_window": 40.0}],
+)
+def test_bad_options_are_refused(kwargs) -> None:
+    with pytest.raises(UsageError):
+        RegionOptions(**kwargs)
+
+
+# --------------------------------------------------------------------------- packing and coverage
+
+
+def test_ownership_splits_pauses_in_the_middle() -> None:
+    chunks = plan_chunks([Turn(1.0, 5.0, "A"), Turn(6.0, 9.0, "B"), Turn(9.0, 12.0, "A")], 20.0)
+    owned = _ownership(chunks)
+    assert owned == [(0.8, 5.2), (5.8, 9.0), (9.0, 12.2)]
+    for (lo, hi), c in zip(owned, chunks):
+        assert c.start <= lo <= c.speech_start and c.speech_end <= hi <= c.end
+
+
+def test_packing_fills_windows_in_time_order() -> None:
+    turns = [Turn(i * 7.0, i * 7.0 + 6.0, "AB"[i % 2]) for i in range(10)]  # 10 turns of 6 s
+    chunks = plan_chunks(turns, 80.0)
+    opts = RegionOptions()
+    out, owned, windows = _pack(chunks, _ownership(chunks), opts)
+    assert out == chunks  # nothing to split
+    assert [w.chunks for w in windows] == [(0, 1, 2, 3), (4, 5, 6, 7), (8, 9)]
+    for w in windows:
+        assert w.length <= 30.0 - opts.tail
+        offsets = [p.offset for p in w.pieces]
+        assert offsets == sorted(offsets)
+    one_each = _pack(chunks, _ownership(chunks), RegionOptions(pack=False))[2]
+    assert [w.chunks for w in one_each] == [(i,) for i in range(10)]
+
+
+def test_packing_splits_a_chunk_at_a_pause_to_fill_a_window() -> None:
+    # A: 20 s; B: four 4.5 s turns with 0.5 s pauses (19.5 s): B's head fills A's window
+    turns = [Turn(0.0, 20.0, "A")] + [Turn(21.0 + 5 * i, 25.5 + 5 * i, "B") for i in range(4)]
+    chunks = plan_chunks(turns, 45.0)
+    assert len(chunks) == 2
+    out, owned, windows = _pack(chunks, _ownership(chunks), RegionOptions())
+    assert [c.speaker for c in out] == ["A", "B", "B"]
+    assert out[1].speech == ((21.0, 25.5),) and out[2].speech[0] == (26.0, 30.5)
+    assert [w.chunks for w in windows] == [(0, 1), (2,)]
+    # the split keeps every second of speech, and ownership still tiles without overlap
+    assert covered(out, turns) == pytest.approx(sum(t.duration for t in turns))
+    assert all(a[1] <= b[0] + 1e-9 for a, b in zip(owned, owned[1:]))
+
+
+def test_window_maps_words_back_to_their_chunk() -> None:
+    w = _Window((_Piece(0, 10.0, 15.0, 0.0), _Piece(1, 40.0, 42.0, 5.5)))
+    assert w.to_recording(1.0, 1.5) == (0, 11.0, 11.5)
+    assert w.to_recording(6.0, 6.4) == (1, 40.5, 40.9)
+    # a word over the silence between pieces goes to the nearer piece, clamped into it
+    assert w.to_recording(5.0, 5.6) == (1, 40.0, 40.1)
+    assert w.to_recording(4.8, 5.6) == (0, 14.8, 15.0)
+
+
+def test_uncovered_finds_speech_without_words() -> None:
+    words = [Word(1.0, 1.4, " a"), Word(1.5, 2.0, " b"), Word(9.0, 9.5, " c")]
+    speech = [(0.5, 10.0), (12.0, 13.0)]
+    assert _uncovered(speech, words, min_len=2.0) == [(2.5, 8.5)]
+    assert _uncovered(speech, words, min_len=0.5) == [(2.5, 8.5), (12.0, 13.0)]
+    assert _uncovered(speech, [], min_len=2.0) == [(0.5, 10.0)]
+
+
+# --------------------------------------------------------------------------- real models
+
+COMPOSE = REPO / "benchmarks" / "compose.py"
+CLIPS = REPO / "samples" / "clips.jsonl"
+
+
+def compose(tmp: Path, *args: str) -> dict:
+    """Run the meeting composer as a user would; the manifest line of what it wrote."""
+    r = subprocess.run([sys.executable, str(COMPOSE), "-o", str(tmp), "--clips", str(CLIPS), *args],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def quiet_meeting(tmp_path_factory) -> tuple[Path, dict]:
+    """90 s, four real speakers; one speaks at -20 dB, with a turn of at least 20 s."""
+    out = tmp_path_factory.mktemp("quiet")
+    line = compose(out, "--seed", "3", "--minutes", "1.5", "--quiet-turn", "20",
+                   "--speaker-set", "lj,mfa_mcauliffe,librivox_sonnets,jfk")
+    info = json.loads((out / line["info"]).read_text())
+    return out / line["audio"], info
+
+
+def recall(reference: str, words) -> float:
+    from transcribe.evaluation.metrics import word_errors
+
+    e = word_errors(reference, "".join(w.text for w in words), "en")
+    return (e.ref_words - e.substitutions - e.deletions) / e.ref_words
+
+
+@pytest.mark.slow
+def test_cli_keeps_the_words_of_a_long_quiet_turn(quiet_meeting, tmp_path: Path, store) -> None:
+    import cli
+    from conftest import run_cli
+    from transcribe.writers import transcript_from_json
+
+    wav, info = quiet_meeting
+    quiet = info["measured"]["quiet_turn"]
+    assert quiet["seconds"] >= 20 and quiet["level_db"] == -20
+    r = run_cli("run", wav, "-o", tmp_path, "--quiet", "--language", "en", "-f", "json,vtt")
+    assert r.returncode == cli.EXIT_OK, r.stderr
+    transcript = transcript_from_json(json.loads((tmp_path / f"{wav.stem}.json").read_text()))
+
+    utts = [u for u in info["utterances"] if quiet["start"] <= u["start"] and u["end"] <= quiet["end"]]
+    ref = " ".join(u["text"] for u in utts)
+    inside = [w for w in transcript.words if quiet["start"] <= (w.start + w.end) / 2 <= quiet["end"]]
+    assert recall(ref, inside) >= 0.7, (ref, "".join(w.text for w in inside))
+    # ... and every reference turn of 3 s or more has at least half its words
+    for u in info["utterances"]:
+        if u["end"] - u["start"] >= 3.0:
+            got = [w for w in transcript.words if u["start"] <= (w.start + w.end) / 2 <= u["end"]]
+            assert recall(u["text"], got) >= 0.5, (u, "".join(w.text for w in got))
+    stats = transcript.stats["asr_regions"]
+    assert stats["chunks"] >= 4 and stats["uncovered_seconds"] <= 5.0
+    assert {"redecoded", "recovered_words", "dropped_outside_speech", "dropped_no_speech"} <= set(stats)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["silence", "noise"])
+def test_cli_writes_no_words_for_silence_or_noise(kind: str, tmp_path: Path, store) -> None:
+    import webvtt
+
+    import cli
+    from conftest import run_cli
+    from transcribe.writers import transcript_from_json
+
+    line = compose(tmp_path, f"--{kind}", "60", *(["--noise-db", "-35"] if kind == "noise" else []))
+    wav = tmp_path / line["audio"]
+    out = tmp_path / "out"
+    r = run_cli("run", wav, "-o", out, "--quiet", "-f", "json,vtt,srt,rttm,txt")
+    assert r.returncode == cli.EXIT_OK, r.stderr
+    transcript = transcript_from_json(json.loads((out / f"{wav.stem}.json").read_text()))
+    assert transcript.words == () and transcript.segments == ()
+    assert transcript.stats["words"] == 0
+    assert len(webvtt.read(str(out / f"{wav.stem}.vtt"))) == 0
+    assert (out / f"{wav.stem}.srt").read_text().strip() == ""
+    assert (out / f"{wav.stem}.rttm").read_text().strip() == ""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["silence", "noise"])
+def test_regions_over_vad_find_no_words_in_silence_or_noise(kind: str, store) -> None:
+    from transcribe.asr import AsrOptions, Recognizer
+    from transcribe.regions import transcribe_regions
+
+    rng = np.random.default_rng(1)
+    n = 60 * SAMPLE_RATE
+    if kind == "silence":
+        x = np.zeros(n, np.float32)
+    else:  # white noise at -30 dBFS, and a few clicks
+        x = (10 ** (-30 / 20) * rng.standard_normal(n)).astype(np.float32)
+        x[rng.integers(0, n, 20)] = 0.9
+    rec = Recognizer(store.require("base"))
+    result = transcribe_regions(rec, Audio(x), None, AsrOptions())
+    assert result.words == ()
+    # the diarization may hear speech in noise: words there must still not come out
+    fake = [Turn(5.0, 20.0, "SPEAKER_00"), Turn(30.0, 55.0, "SPEAKER_01")]
+    result = transcribe_regions(rec, Audio(x), fake, AsrOptions(language="en"))
+    assert result.words == (), result.words
+    assert result.stats["chunks"] == 2

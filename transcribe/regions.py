@@ -1,0 +1,847 @@
+"""Speech recognition driven by speech regions: every stretch of speech is decoded, nothing else is.
+
+Whisper decoding a whole recording skips ahead across its 30-second windows, the VAD filter can
+drop a quiet voice, and silence or noise can come out as invented text. Here the ASR stage is
+driven by the speech that diarization (or, without diarization, Silero VAD) hears:
+
+1. `plan_chunks` cuts the speech turns into chunks of one speaker each, at most 30 s, at pauses
+   and speaker changes, with a little padding for context.
+2. `transcribe_chunks` packs each speaker's chunks, in time order and loudness-normalised, into
+   30-second windows (a quiet voice is never decoded beside a loud one), decodes the windows in
+   batches with faster-whisper's `BatchedInferencePipeline` (its `clip_timestamps` takes pre-cut
+   spans in 1.2.1), and maps every word back to its chunk: absolute times, the chunk's speaker.
+3. The coverage check: a stretch of speech left without words is decoded again on its own
+   (temperature fallback; halves if it is still empty). Words over time where nobody speaks are
+   dropped as likely hallucinations, and so is a window Whisper itself scores as no speech.
+   Everything is counted in `RegionResult.stats` and logged.
+
+Packing matters for speed: Whisper's encoder always sees 30 s, so one window per short turn would
+cost more than decoding the whole file; a window per 30 s of one speaker's speech costs about the
+same encoder work, and the batched decoder is cheaper than the sequential one's seek-and-retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from transcribe.errors import UsageError
+from transcribe.types import SAMPLE_RATE, Audio, Turn, Word
+
+log = logging.getLogger("transcribe")
+
+__all__ = [
+    "Chunk",
+    "RegionOptions",
+    "RegionResult",
+    "plan_chunks",
+    "transcribe_chunks",
+    "transcribe_regions",
+    "vad_regions",
+]
+
+Progress = Callable[[float, float], None]  # (seconds done, seconds in all)
+
+WINDOW = 30.0  # Whisper's input window, seconds
+
+
+@dataclass(frozen=True)
+class RegionOptions:
+    """How speech is cut into chunks and checked afterwards; every default measured on composed
+    meetings (benchmarks/asr_regions.py)."""
+
+    max_chunk: float = WINDOW  # a chunk, padding included, never exceeds Whisper's window
+    pad: float = 0.2  # seconds of context on each side of a chunk's speech
+    merge_gap: float = 1.0  # same-speaker turns closer than this share a chunk
+    min_chunk: float = 1.0  # shorter chunks are widened to this (context for Whisper)
+    separator: float = 0.5  # silence between two chunks that do not touch, in one window
+    pack: bool = True  # several chunks per window (off: one window per chunk)
+    tail: float = 0.5  # seconds of silence after a chunk, so that its last word ends in the input
+    min_window: float = 10.0  # the encoder sees at least this many seconds (Whisper's is 30)
+    batch_size: int = 8  # windows per batched decoding call
+    speech_slack: float = 0.3  # a word within this of a speech turn counts as over speech
+    min_uncovered: float = 2.0  # seconds of speech without a word that are decoded again
+    no_speech_threshold: float = 0.6  # Whisper's own rule: no_speech_prob above this ...
+    log_prob_threshold: float = -1.0  # ... and avg_logprob below this: the window is silence
+    compression_ratio_threshold: float = 2.4  # above: a repetition loop, decoded again
+    normalize_gain: bool = True  # bring every chunk to the same level before decoding
+    max_gain_db: float = 30.0  # never amplify a chunk more than this
+
+    def __post_init__(self) -> None:
+        if not 1.0 <= self.max_chunk <= WINDOW:
+            raise UsageError(f"max chunk length must be between 1 and {WINDOW:g} s, got {self.max_chunk}")
+        if min(self.pad, self.merge_gap, self.tail, self.speech_slack) < 0:
+            raise UsageError("chunk padding, merge gap, tail and speech slack must be zero or more")
+        if not 1.0 <= self.min_window <= WINDOW:
+            raise UsageError(f"the shortest encoder window must be between 1 and {WINDOW:g} s, got {self.min_window}")
+        if 2 * self.pad >= self.max_chunk:
+            raise UsageError(f"chunk padding {self.pad} s leaves no room in a {self.max_chunk} s chunk")
+        if self.batch_size < 1:
+            raise UsageError(f"batch size must be at least 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A stretch of audio to decode, `start`..`end` seconds (padding included), of one speaker.
+
+    `speech` holds the speech turns inside it, unpadded, in order: the coverage check looks for
+    them in the words. `speaker` is None for speech found by VAD alone.
+    """
+
+    start: float
+    end: float
+    speaker: str | None
+    speech: tuple[tuple[float, float], ...]
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    @property
+    def speech_start(self) -> float:
+        return self.speech[0][0]
+
+    @property
+    def speech_end(self) -> float:
+        return self.speech[-1][1]
+
+
+@dataclass(frozen=True)
+class RegionResult:
+    """Words with absolute times and their chunk's speaker, and what the coverage check did.
+
+    `stats` keys: chunks, windows, speech_seconds, redecoded (stretches decoded again),
+    recovered_words (words those brought back), dropped_outside_speech (words over no speech),
+    dropped_no_speech (words of windows Whisper scored as silence), dropped_repetition (words of
+    a repetition loop replaced by a second decoding), uncovered_seconds (speech still without a word).
+    """
+
+    words: tuple[Word, ...]
+    language: str | None
+    language_probability: float
+    chunks: tuple[Chunk, ...] = ()
+    stats: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _exclusive(turns: Sequence[Turn], duration: float) -> list[tuple[float, float, str | None]]:
+    """Turns sorted, clipped to the recording, overlap given to whoever started first."""
+    out: list[tuple[float, float, str | None]] = []
+    for t in sorted(turns, key=lambda t: (t.start, t.end)):
+        s, e = max(0.0, t.start), min(duration, t.end)
+        if out and s < out[-1][1]:
+            if e <= out[-1][1]:
+                continue  # inside the previous turn
+            s = out[-1][1]
+        if e - s > 1e-6:
+            out.append((s, e, t.speaker or None))
+    return out
+
+
+def _quietest(levels: np.ndarray | None, hop: float, lo: float, hi: float) -> float:
+    """The time in [lo, hi] where the audio is quietest (or `hi` when no levels are given)."""
+    if levels is None or hi - lo < 2 * hop:
+        return hi
+    i, j = int(math.ceil(lo / hop)), min(int(hi / hop), len(levels))
+    if j <= i:
+        return hi
+    return (i + int(np.argmin(levels[i:j]))) * hop + hop / 2
+
+
+_HOP = 0.1  # seconds per frame of `_levels`
+
+
+def _levels(audio: Audio, hop: float = _HOP) -> np.ndarray:
+    """Frame energies in dB, one per `hop` seconds, smoothed over three frames."""
+    n = int(hop * audio.sample_rate)
+    frames = len(audio.samples) // n
+    if frames == 0:
+        return np.zeros(0, dtype=np.float32)
+    x = audio.samples[: frames * n].reshape(frames, n).astype(np.float64)
+    db = 10 * np.log10(np.mean(x * x, axis=1) + 1e-10)
+    return np.convolve(db, np.ones(3) / 3, mode="same")
+
+
+def plan_chunks(
+    turns: Sequence[Turn],
+    duration: float,
+    *,
+    options: RegionOptions | None = None,
+    audio: Audio | None = None,
+) -> tuple[Chunk, ...]:
+    """Cut speech turns into chunks to decode: one speaker each, at most `max_chunk` s, in time order.
+
+    `turns` should be exclusive (one speaker at a time, e.g. `Diarization.exclusive`); where they
+    overlap, the overlap goes to the turn that started first. Same-speaker turns less than
+    `merge_gap` apart share a chunk while it stays short enough; a chunk ends at a larger pause,
+    at a speaker change, or where it would grow too long, cut at the pause between two turns
+    that leaves it longest. A single turn longer than a chunk is cut at its quietest moment in
+    the second half of the chunk (given `audio`; otherwise at the limit). Each chunk gets `pad` s
+    of context on both sides, and one shorter than `min_chunk` is widened to it (clipped to the
+    recording). Pure: the same turns give the same chunks.
+    """
+    opts = options or RegionOptions()
+    spans = _exclusive(turns, duration)
+    limit = opts.max_chunk - 2 * opts.pad
+    levels = _levels(audio) if audio is not None else None
+    hop = 0.1
+
+    # Runs: consecutive same-speaker turns with small gaps; each run is cut into pieces <= limit.
+    pieces: list[tuple[str | None, list[tuple[float, float]]]] = []
+    run: list[tuple[float, float]] = []
+    run_speaker: str | None = None
+
+    def flush() -> None:
+        if run:
+            pieces.extend((run_speaker, p) for p in _split_run(run, limit, levels, hop))
+            run.clear()
+
+    for s, e, spk in spans:
+        if run and (spk != run_speaker or s - run[-1][1] > opts.merge_gap):
+            flush()
+        run_speaker = spk
+        run.append((s, e))
+    flush()
+
+    chunks: list[Chunk] = []
+    for spk, speech in pieces:
+        s, e = speech[0][0], speech[-1][1]
+        start, end = max(0.0, s - opts.pad), min(duration, e + opts.pad)
+        short = opts.min_chunk - (end - start)
+        if short > 0:
+            start = max(0.0, start - short / 2)
+            end = min(duration, max(end + short / 2, start + opts.min_chunk))
+            start = max(0.0, min(start, end - opts.min_chunk))
+        chunks.append(Chunk(round(start, 3), round(end, 3), spk, tuple((round(a, 3), round(b, 3)) for a, b in speech)))
+    return tuple(chunks)
+
+
+def _split_run(
+    run: Sequence[tuple[float, float]], limit: float, levels: np.ndarray | None, hop: float
+) -> list[list[tuple[float, float]]]:
+    """Cut one speaker's run of turns into pieces whose speech spans at most `limit` seconds."""
+    out: list[list[tuple[float, float]]] = []
+    todo = list(run)
+    while todo:
+        start = todo[0][0]
+        if todo[-1][1] - start <= limit:
+            out.append(todo)
+            break
+        # The last pause between turns that keeps the piece within the limit.
+        cut = 0
+        for i in range(1, len(todo)):
+            if todo[i - 1][1] - start <= limit:
+                cut = i
+        if cut and todo[cut - 1][1] - start >= limit / 3:
+            out.append(todo[:cut])
+            todo = todo[cut:]
+            continue
+        # No usable pause: cut the first turn itself (or what fits of it) at a quiet moment.
+        s, e = todo[0]
+        if cut:  # keep the short turns before, cut inside the next one
+            head = todo[: cut]
+            s, e = todo[cut]
+            at = _quietest(levels, hop, max(s, start + limit / 2), start + limit)
+            out.append(head + [(s, at)] if at > s + 1e-6 else head)
+            todo = [(at, e)] + todo[cut + 1 :]
+            continue
+        at = _quietest(levels, hop, start + limit / 2, start + limit)
+        out.append([(s, at)])
+        todo = [(at, e)] + todo[1:]
+    return out
+
+
+# --------------------------------------------------------------------------- VAD regions
+
+
+@lru_cache(maxsize=1)
+def _silero():
+    from faster_whisper.vad import get_vad_model
+
+    return get_vad_model()
+
+
+def _normalized(samples: np.ndarray, max_gain_db: float = 30.0, target: float = 0.5) -> np.ndarray:
+    """`samples` scaled so that their loud part peaks near `target`, amplified at most `max_gain_db`."""
+    if samples.size == 0:
+        return samples
+    peak = float(np.percentile(np.abs(samples), 99.9))
+    if peak <= 1e-6:
+        return samples
+    gain = min(target / peak, 10 ** (max_gain_db / 20))
+    return np.clip(samples * gain, -1.0, 1.0).astype(np.float32)
+
+
+def vad_regions(
+    audio: Audio,
+    *,
+    threshold: float = 0.35,
+    min_silence: float = 0.3,
+    pad: float = 0.1,
+    speaker: str = "",
+) -> tuple[Turn, ...]:
+    """Speech found by Silero VAD (the model shipped with faster-whisper), as turns of `speaker`.
+
+    For recordings transcribed without diarization. The audio is loudness-normalised first and the
+    threshold is below Silero's usual 0.5, so that a quiet voice is not lost; what this lets through
+    that is not speech, the hallucination rules of `transcribe_chunks` catch.
+    """
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    if audio.duration == 0:
+        return ()
+    stamps = get_speech_timestamps(
+        _normalized(audio.samples),
+        VadOptions(
+            threshold=threshold,
+            min_silence_duration_ms=int(min_silence * 1000),
+            speech_pad_ms=int(pad * 1000),
+            min_speech_duration_ms=100,
+        ),
+        sampling_rate=audio.sample_rate,
+    )
+    sr = audio.sample_rate
+    return tuple(Turn(round(s["start"] / sr, 3), round(s["end"] / sr, 3), speaker) for s in stamps)
+
+
+# --------------------------------------------------------------------------- packing
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """Recording time `src_start`..`src_end` of chunk `chunk`, placed at `offset` s in its window."""
+
+    chunk: int
+    src_start: float
+    src_end: float
+    offset: float
+
+
+@dataclass(frozen=True)
+class _Window:
+    """One decoder input: pieces of consecutive chunks, end to end, silence between non-adjacent ones."""
+
+    pieces: tuple[_Piece, ...]
+
+    @property
+    def length(self) -> float:
+        last = self.pieces[-1]
+        return last.offset + last.src_end - last.src_start
+
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        return tuple(p.chunk for p in self.pieces)
+
+    def to_recording(self, ws: float, we: float) -> tuple[int, float, float]:
+        """Window time -> (chunk, recording start, recording end): the word goes to the piece its
+        middle lies in (the silence between two pieces is shared at its middle), clamped into it."""
+        mid = (ws + we) / 2
+        piece = self.pieces[0]
+        for prev, p in zip(self.pieces, self.pieces[1:]):
+            if mid >= (prev.offset + prev.src_end - prev.src_start + p.offset) / 2:
+                piece = p
+        shift = piece.src_start - piece.offset
+        s = min(max(ws + shift, piece.src_start), piece.src_end)
+        e = min(max(we + shift, s), piece.src_end)
+        return piece.chunk, s, e
+
+
+def _ownership(chunks: Sequence[Chunk]) -> list[tuple[float, float]]:
+    """The part of the timeline each chunk answers for: its own padded span, cut where it meets a
+    neighbour's at the middle of the pause between their speech (so that no audio is decoded twice)."""
+    bounds = []
+    for i, c in enumerate(chunks):
+        lo, hi = c.start, c.end
+        if i > 0:
+            lo = max(lo, (chunks[i - 1].speech_end + c.speech_start) / 2)
+        if i < len(chunks) - 1:
+            hi = min(hi, (c.speech_end + chunks[i + 1].speech_start) / 2)
+        bounds.append((min(lo, c.speech_start), max(hi, c.speech_end)))
+    return bounds
+
+
+def _pack(
+    chunks: Sequence[Chunk], owned: Sequence[tuple[float, float]], opts: RegionOptions, levels: np.ndarray | None = None
+) -> tuple[tuple[Chunk, ...], tuple[tuple[float, float], ...], tuple[_Window, ...]]:
+    """Chunks in time order, filled into windows of at most 30 s minus the tail.
+
+    Chunks that touch in the recording go in as one stretch of audio; others are separated by
+    `separator` s of silence. A chunk that does not fit in what is left of a window is split at a
+    pause between two of its turns when the first part fills the window (then both parts are
+    chunks of their own); otherwise it starts the next window. With `pack` off, every chunk has
+    a window of its own. Returns the chunks (some maybe split), their ownership and the windows.
+    """
+    room = WINDOW - opts.tail
+    out_chunks: list[Chunk] = []
+    out_owned: list[tuple[float, float]] = []
+    windows: list[_Window] = []
+    pieces: list[_Piece] = []
+    t = 0.0
+    todo = list(zip(chunks, owned))
+    while todo:
+        c, (lo, hi) = todo.pop(0)
+        if pieces and opts.pack:
+            adjacent = abs(pieces[-1].src_end - lo) < 1e-3
+            at = t if adjacent else t + opts.separator
+            if at + hi - lo > room and room - at >= _MIN_FILL:
+                split = _split_at_pause(c, lo, hi, room - at, opts.pad, levels)
+                if split is not None:
+                    (c, (lo, hi)), rest = split
+                    todo.insert(0, rest)
+            if at + hi - lo <= room:
+                pieces.append(_Piece(len(out_chunks), lo, hi, at))
+                out_chunks.append(c)
+                out_owned.append((lo, hi))
+                t = at + hi - lo
+                continue
+        if pieces:
+            windows.append(_Window(tuple(pieces)))
+        pieces, t = [_Piece(len(out_chunks), lo, hi, 0.0)], hi - lo
+        out_chunks.append(c)
+        out_owned.append((lo, hi))
+    if pieces:
+        windows.append(_Window(tuple(pieces)))
+    return tuple(out_chunks), tuple(out_owned), tuple(windows)
+
+
+_MIN_FILL = 3.0  # seconds left in a window worth splitting a chunk for
+
+
+_PAUSE_DB = 15.0  # a moment this far under a chunk's loud level (90th percentile) is a pause to cut at
+
+
+def _split_at_pause(c: Chunk, lo: float, hi: float, room: float, pad: float, levels: np.ndarray | None):
+    """Split chunk `c` (owning `lo`..`hi`) at a pause so that the first part lasts at most `room` s
+    (and at least `_MIN_FILL`, as does the rest): the latest pause between two of its turns, else
+    the quietest moment inside a turn if it is `_PAUSE_DB` under the chunk's speech level (never in
+    the middle of a word). None when there is no such pause."""
+    cut = None
+    for j in range(len(c.speech) - 1, 0, -1):
+        at = (c.speech[j - 1][1] + c.speech[j][0]) / 2
+        if _MIN_FILL <= at - lo <= room and hi - at >= _MIN_FILL:
+            cut = at
+            break
+    if cut is None and levels is not None:
+        hop = _HOP
+        i, j = int(math.ceil((lo + _MIN_FILL) / hop)), min(int((lo + room) / hop), int((hi - _MIN_FILL) / hop), len(levels))
+        a, b = int(lo / hop), min(int(hi / hop), len(levels))
+        if j > i and b > a:
+            k = i + int(np.argmin(levels[i:j]))
+            if levels[k] <= np.percentile(levels[a:b], 90) - _PAUSE_DB:
+                cut = round(k * hop + hop / 2, 3)
+    if cut is None:
+        return None
+    head_speech = tuple((s, min(e, cut)) for s, e in c.speech if s < cut)
+    tail_speech = tuple((max(s, cut), e) for s, e in c.speech if e > cut)
+    head = Chunk(c.start, round(min(c.end, head_speech[-1][1] + pad), 3), c.speaker, head_speech)
+    tail = Chunk(round(max(c.start, tail_speech[0][0] - pad), 3), c.end, c.speaker, tail_speech)
+    return (head, (lo, cut)), (tail, (cut, hi))
+
+
+def _window_audio(audio: Audio, chunks: Sequence[Chunk], window: _Window, gains: Sequence[float]) -> np.ndarray:
+    sr = audio.sample_rate
+    out = np.zeros(int(math.ceil(window.length * sr)) + 1, dtype=np.float32)
+    for p in window.pieces:
+        a, b = int(round(p.src_start * sr)), int(round(p.src_end * sr))
+        x = audio.samples[a:b] * gains[p.chunk]
+        at = int(round(p.offset * sr))
+        n = min(len(x), len(out) - at)
+        out[at : at + n] = x[:n]
+    return np.clip(out, -1.0, 1.0)
+
+
+def _gain(x: np.ndarray, max_gain_db: float, target: float = 0.5) -> float:
+    """The factor that brings the loud part of `x` (99.9th percentile) near `target`, at most `max_gain_db`."""
+    if x.size == 0:
+        return 1.0
+    peak = float(np.percentile(np.abs(x), 99.9))
+    if peak <= 1e-6:
+        return 1.0
+    return min(target / peak, 10 ** (max_gain_db / 20))
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """One window's words in window time, with Whisper's scores for the window."""
+
+    words: tuple[tuple[float, float, str, float], ...]
+    no_speech_prob: float
+    avg_logprob: float
+    compression_ratio: float
+
+
+def _model_of(recognizer_or_model: Any):
+    """A faster-whisper WhisperModel from a Recognizer or a WhisperModel."""
+    return getattr(recognizer_or_model, "model", recognizer_or_model)
+
+
+def _frames(model, seconds: float, opts: RegionOptions) -> int:
+    """Encoder input length, in mel frames, for `seconds` of audio: rounded up, at least `min_window`."""
+    fe = model.feature_extractor
+    return int(min(WINDOW, max(opts.min_window, math.ceil(seconds))) * fe.sampling_rate // fe.hop_length)
+
+
+def _detect_language(model, x: np.ndarray, opts: RegionOptions) -> tuple[str, float]:
+    """Whisper's language detection on `x` (at most 30 s), encoded at its own length."""
+    from faster_whisper.audio import pad_or_trim
+
+    x = x[: int(WINDOW * SAMPLE_RATE)]
+    feats = model.feature_extractor(x)[..., :-1]
+    encoded = model.encode(pad_or_trim(feats, _frames(model, len(x) / SAMPLE_RATE, opts))[None])
+    token, prob = model.model.detect_language(encoded)[0][0]
+    return token[2:-2], float(prob)
+
+
+_PREPEND = "\"'“¿([{-"  # faster-whisper's defaults for attaching punctuation to words
+_APPEND = "\"'.。,，!！?？:：”)]}、"
+
+
+@dataclass(frozen=True)
+class _Decoder:
+    """What every batch is decoded with: tokenizer, prompt and suppressed tokens, built once."""
+
+    tokenizer: Any
+    prompt: tuple[int, ...]
+    suppress_tokens: tuple[int, ...]
+    beam_size: int
+
+
+def _decoder(model, language: str, options) -> _Decoder:
+    from faster_whisper.tokenizer import Tokenizer
+    from faster_whisper.transcribe import get_suppressed_tokens
+
+    tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
+    previous = tokenizer.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else []
+    prompt = model.get_prompt(tokenizer, previous, without_timestamps=True, hotwords=options.hotwords)
+    return _Decoder(tokenizer, tuple(prompt), tuple(get_suppressed_tokens(tokenizer, [-1])), options.beam_size)
+
+
+def _encode(model, batch: np.ndarray):
+    """Encoder output for a batch of features. On a CPU one input at a time: measured faster there
+    than the batched call (the decoder, by contrast, gains from the batch)."""
+    import ctranslate2
+
+    if model.model.device != "cpu" or len(batch) == 1:
+        return model.encode(batch)
+    parts = [np.array(model.encode(batch[k : k + 1])) for k in range(len(batch))]
+    return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.concatenate(parts)))
+
+
+def _decode_batch(model, inputs: Sequence[np.ndarray], dec: _Decoder, opts: RegionOptions) -> list[_Decoded]:
+    """Decode a batch of windows at once, at temperature 0; word times relative to each window's start.
+
+    The encoder sees each window with `tail` s of silence after it, padded to the longest in the
+    batch (at least `min_window` s) rather than always to 30 s. The beam search runs over the
+    whole batch (CTranslate2's `generate`, as in faster-whisper's `BatchedInferencePipeline`);
+    word times come from faster-whisper's cross-attention alignment (`add_word_timestamps`), on a
+    CPU one window at a time, which measured faster there than the batched alignment.
+    """
+    import ctranslate2
+    from faster_whisper.audio import pad_or_trim
+    from faster_whisper.transcribe import get_compression_ratio
+
+    sr = SAMPLE_RATE
+    tail = np.zeros(int(opts.tail * sr), dtype=np.float32)
+    feats = [model.feature_extractor(np.concatenate([x, tail]))[..., :-1] for x in inputs]
+    durations = [len(x) / sr for x in inputs]
+    frames = _frames(model, max(math.ceil(d) for d in durations) + opts.tail, opts)
+    encoded = _encode(model, np.stack([pad_or_trim(f, frames) for f in feats]))
+    results = model.model.generate(
+        encoded,
+        [list(dec.prompt) for _ in inputs],
+        beam_size=dec.beam_size,
+        max_length=model.max_length,
+        suppress_blank=True,
+        suppress_tokens=list(dec.suppress_tokens),
+        return_scores=True,
+        return_no_speech_prob=True,
+    )
+    segments = []
+    for d, r in zip(durations, results):
+        tokens = r.sequences_ids[0]
+        text = dec.tokenizer.decode(tokens)
+        segments.append(
+            [
+                dict(
+                    text=text,
+                    tokens=tokens,
+                    start=0.0,
+                    end=d,
+                    seek=0,
+                    avg_logprob=r.scores[0] * len(tokens) / (len(tokens) + 1),  # as faster-whisper's batched pipeline
+                    no_speech_prob=r.no_speech_prob,
+                    compression_ratio=get_compression_ratio(text),
+                )
+            ]
+        )
+    sizes = [int(math.ceil(d) * model.frames_per_second) for d in durations]
+    if model.model.device == "cpu" and len(segments) > 1:
+        per_item = np.array(encoded)
+        for k, seg in enumerate(segments):
+            one = ctranslate2.StorageView.from_array(np.ascontiguousarray(per_item[k : k + 1]))
+            model.add_word_timestamps([seg], dec.tokenizer, one, [sizes[k]], _PREPEND, _APPEND, 0.0)
+    else:
+        model.add_word_timestamps(segments, dec.tokenizer, encoded, sizes, _PREPEND, _APPEND, 0.0)
+    out = []
+    for (seg,) in segments:
+        words = tuple(
+            (float(w["start"]), float(w["end"]), w["word"], float(w["probability"])) for w in seg.get("words", ())
+        )
+        out.append(_Decoded(words, float(seg["no_speech_prob"]), float(seg["avg_logprob"]), float(seg["compression_ratio"])))
+    return out
+
+
+def _decode_alone(model, x: np.ndarray, language: str, options, opts: RegionOptions) -> list[tuple[float, float, str, float]]:
+    """One stretch with faster-whisper's sequential decoder: its temperature fallback and its
+    no-speech rule. Word times relative to the start of `x`."""
+    temps = tuple(options.temperature) or (0.0,)
+    if len(temps) == 1:
+        temps = (temps[0], 0.2, 0.4, 0.6)
+    segments, _ = model.transcribe(
+        x,
+        language=language,
+        beam_size=options.beam_size,
+        word_timestamps=True,
+        vad_filter=False,
+        condition_on_previous_text=False,
+        initial_prompt=options.initial_prompt,
+        hotwords=options.hotwords,
+        temperature=list(temps),
+        no_speech_threshold=opts.no_speech_threshold,
+        log_prob_threshold=opts.log_prob_threshold,
+        compression_ratio_threshold=opts.compression_ratio_threshold,
+    )
+    words = []
+    for seg in segments:
+        if seg.no_speech_prob > opts.no_speech_threshold and seg.avg_logprob < opts.log_prob_threshold:
+            continue
+        if seg.compression_ratio > opts.compression_ratio_threshold:
+            continue  # still looping at the last temperature
+        words.extend((w.start, w.end, w.word, w.probability) for w in seg.words or ())
+    return words
+
+
+# --------------------------------------------------------------------------- coverage
+
+
+def _over_speech(w: Word, speech: Sequence[tuple[float, float]], slack: float) -> bool:
+    return any(w.end > s - slack and w.start < e + slack for s, e in speech)
+
+
+def _uncovered(
+    speech: Sequence[tuple[float, float]], words: Sequence[Word], min_len: float, slack: float = 0.5
+) -> list[tuple[float, float]]:
+    """Stretches of `speech` at least `min_len` s long with no word within `slack` s."""
+    covered = sorted((w.start - slack, w.end + slack) for w in words)
+    out = []
+    for s, e in speech:
+        t = s
+        for a, b in covered:
+            if b <= t:
+                continue
+            if a >= e:
+                break
+            if a - t >= min_len:
+                out.append((t, a))
+            t = max(t, b)
+        if e - t >= min_len:
+            out.append((t, e))
+    return out
+
+
+def _has_voice(x: np.ndarray, min_speech: float = 0.3) -> bool:
+    """Silero VAD (on loudness-normalised audio, low threshold) hears `min_speech` s of speech in `x`."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    stamps = get_speech_timestamps(
+        _normalized(x), VadOptions(threshold=0.3, min_speech_duration_ms=int(min_speech * 1000), speech_pad_ms=0)
+    )
+    return bool(stamps)
+
+
+class _Coverage:
+    """The second pass: decode again what the first left without words, and count what happens."""
+
+    def __init__(self, model, audio: Audio, language: str, options, opts: RegionOptions, stats: dict[str, Any]):
+        self.model, self.audio, self.language = model, audio, language
+        self.options, self.opts, self.stats = options, opts, stats
+
+    def redecode(self, c: Chunk, s: float, e: float, depth: int = 0) -> list[Word]:
+        """Words for speech `s`..`e` of chunk `c`, decoded on their own; in halves if nothing comes back."""
+        opts, audio = self.opts, self.audio
+        sr = audio.sample_rate
+        a, b = max(c.start, s - opts.pad), min(c.end, e + opts.pad)
+        if b - a < opts.min_chunk:
+            widen = (opts.min_chunk - (b - a)) / 2
+            a, b = max(0.0, a - widen), min(audio.duration, b + widen)
+        x = audio.samples[int(a * sr) : int(b * sr)]
+        if opts.normalize_gain:
+            x = np.clip(x * _gain(x, opts.max_gain_db), -1.0, 1.0).astype(np.float32)
+        if not _has_voice(x):
+            return []
+        self.stats["redecoded"] += 1
+        words = [
+            Word(round(a + ws, 3), round(min(a + max(we, ws), b), 3), text, round(float(p), 4), c.speaker)
+            for ws, we, text, p in _decode_alone(self.model, x, self.language, self.options, opts)
+            if s - opts.speech_slack <= a + (ws + we) / 2 <= e + opts.speech_slack
+        ]
+        if words or depth or e - s < 2 * opts.min_uncovered:
+            return words
+        levels = _levels(Audio(audio.samples[int(s * sr) : int(e * sr)]))
+        mid = s + _quietest(levels, 0.1, (e - s) / 3, 2 * (e - s) / 3)
+        return self.redecode(c, s, mid, 1) + self.redecode(c, mid, e, 1)
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def transcribe_chunks(
+    recognizer_or_model: Any,
+    audio: Audio,
+    chunks: Sequence[Chunk],
+    options: Any,
+    *,
+    region_options: RegionOptions | None = None,
+    progress: Progress | None = None,
+) -> RegionResult:
+    """Decode `chunks` of `audio` in batches, then check that every stretch of speech got its words.
+
+    `recognizer_or_model` is a `transcribe.asr.Recognizer` or a faster-whisper `WhisperModel`;
+    `options` an `AsrOptions` (language, beam size, prompt, hotwords and temperatures are used;
+    the VAD filter and conditioning on previous text mean nothing here). `chunks` come from
+    `plan_chunks`, in time order. Words come back in time order, with recording times and the
+    speaker of their chunk. The language is detected on the longest window when not given.
+    """
+    opts = region_options or RegionOptions()
+    model = _model_of(recognizer_or_model)
+    chunks = tuple(chunks)
+    multilingual = model.model.is_multilingual
+    stats: dict[str, Any] = {
+        "chunks": len(chunks),
+        "windows": 0,
+        "speech_seconds": round(sum(e - s for c in chunks for s, e in c.speech), 3),
+        "decoded_seconds": 0.0,
+        "redecoded": 0,
+        "recovered_words": 0,
+        "dropped_outside_speech": 0,
+        "dropped_no_speech": 0,
+        "dropped_repetition": 0,
+        "uncovered_seconds": 0.0,
+    }
+    say = progress or (lambda done, total: None)
+    language = options.language if multilingual else "en"
+    if not chunks:
+        say(audio.duration, audio.duration)
+        return RegionResult((), language, 1.0 if language else 0.0, (), stats)
+
+    chunks, owned, windows = _pack(chunks, _ownership(chunks), opts, _levels(audio))
+    stats["chunks"] = len(chunks)
+    gains = [_gain(_slice(audio, c.start, c.end), opts.max_gain_db) if opts.normalize_gain else 1.0 for c in chunks]
+    inputs = [_window_audio(audio, chunks, w, gains) for w in windows]
+    stats["windows"] = len(windows)
+    stats["decoded_seconds"] = round(sum(w.length for w in windows), 3)
+
+    language_probability = 1.0
+    if language is None:
+        language, language_probability = _detect_language(model, max(inputs, key=len), opts)
+        log.info("detected language %s (p=%.2f)", language, language_probability)
+    dec = _decoder(model, language, options)
+
+    # Pass 1: every window, in batches of similar length (less padding).
+    found: dict[int, list[Word]] = {i: [] for i in range(len(chunks))}
+    retry: set[int] = set()
+    order = sorted(range(len(windows)), key=lambda k: -windows[k].length)
+    total = sum(w.length for w in windows)
+    done = 0.0
+    for b in range(0, len(order), opts.batch_size):
+        group = order[b : b + opts.batch_size]
+        for k, d in zip(group, _decode_batch(model, [inputs[k] for k in group], dec, opts)):
+            window = windows[k]
+            done += window.length
+            if d.no_speech_prob > opts.no_speech_threshold and d.avg_logprob < opts.log_prob_threshold:
+                stats["dropped_no_speech"] += len(d.words)
+                retry.update(window.chunks)
+                continue
+            if d.compression_ratio > opts.compression_ratio_threshold:
+                stats["dropped_repetition"] += len(d.words)
+                retry.update(window.chunks)
+                continue
+            for ws, we, text, p in d.words:
+                i, s, e = window.to_recording(ws, we)
+                found[i].append(Word(round(s, 3), round(e, 3), text, round(p, 4), chunks[i].speaker))
+        say(done / total * audio.duration, audio.duration)
+
+    def over_speech(i: int, words: Sequence[Word]) -> list[Word]:
+        kept = [w for w in words if _over_speech(w, chunks[i].speech, opts.speech_slack)]
+        for w in words:
+            if w not in kept:
+                log.debug("dropped %r at %.2f s: nobody speaks there", w.text, w.start)
+        stats["dropped_outside_speech"] += len(words) - len(kept)
+        return kept
+
+    # Pass 2, the coverage check: speech left without words is decoded again on its own.
+    coverage = _Coverage(model, audio, language, options, opts, stats)
+    final: dict[int, list[Word]] = {}
+    for i, c in enumerate(chunks):
+        words = over_speech(i, found[i])
+        if i in retry:
+            stretches = [(c.speech_start, c.speech_end)]
+        else:
+            stretches = _uncovered(c.speech, words, opts.min_uncovered)
+        for s, e in stretches:
+            lo, hi = owned[i]
+            more = [w for w in over_speech(i, coverage.redecode(c, s, e)) if lo <= (w.start + w.end) / 2 <= hi]
+            if more:
+                stats["recovered_words"] += len(more)
+                log.debug("recovered %d word(s) at %.2f-%.2f s", len(more), s, e)
+                words = sorted(words + more, key=lambda w: (w.start, w.end))
+        final[i] = words
+        stats["uncovered_seconds"] += sum(e - s for s, e in _uncovered(c.speech, words, opts.min_uncovered))
+
+    stats["uncovered_seconds"] = round(stats["uncovered_seconds"], 3)
+    words = tuple(sorted((w for i in range(len(chunks)) for w in final[i]), key=lambda w: (w.start, w.end)))
+    log.info(
+        "ASR over %d chunk(s) in %d window(s): %d stretch(es) decoded again, %d word(s) recovered; "
+        "%d word(s) over no speech and %d over silence dropped; %.1f s of speech without words",
+        stats["chunks"],
+        stats["windows"],
+        stats["redecoded"],
+        stats["recovered_words"],
+        stats["dropped_outside_speech"],
+        stats["dropped_no_speech"],
+        stats["uncovered_seconds"],
+    )
+    say(audio.duration, audio.duration)
+    return RegionResult(words, language, round(float(language_probability), 4), chunks, stats)
+
+
+def _slice(audio: Audio, start: float, end: float) -> np.ndarray:
+    sr = audio.sample_rate
+    return audio.samples[int(round(start * sr)) : int(round(end * sr))]
+
+
+def transcribe_regions(
+    recognizer_or_model: Any,
+    audio: Audio,
+    turns: Sequence[Turn] | None,
+    options: Any,
+    *,
+    region_options: RegionOptions | None = None,
+    progress: Progress | None = None,
+) -> RegionResult:
+    """Plan chunks from `turns` (exclusive diarization turns; None: Silero VAD) and decode them."""
+    opts = region_options or RegionOptions()
+    if turns is None:
+        turns = vad_regions(audio)
+    chunks = plan_chunks(turns, audio.duration, options=opts, audio=audio)
+    return transcribe_chunks(recognizer_or_model, audio, chunks, options, region_options=opts, progress=progress)

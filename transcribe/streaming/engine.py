@@ -1,0 +1,434 @@
+"""The streaming recognizer: audio in, partial and final captions with speakers out.
+
+One `StreamingEngine` per session. The event loop `feed`s it audio as it arrives; a worker
+thread calls `step()` about every `step` seconds. Each step:
+
+1. updates voice activity over the new audio; a window without speech is not decoded at all
+   (pending words are made final, the silence is dropped);
+2. runs Whisper over the window [buffer start, newest sample) and hands the words to
+   LocalAgreement-2, which commits the prefix two passes agree on;
+3. commits everything pending when the speaker has paused (`pause_flush` seconds of silence),
+   or when the source dropped (a gap) or ended;
+4. labels each run of committed words with a speaker (CAM++ embedding of its audio, clustered
+   online) and turns them into final captions; what is left is the partial;
+5. trims the window at the last committed sentence end or pause, and never lets it grow past
+   `max_window` seconds, so the cost of a pass and the memory held stay bounded.
+
+If the machine cannot keep up, the audio that arrived since the last pass (the lag) grows; past
+`max_lag` seconds the oldest of it is dropped (shed) and counted, instead of queueing without end.
+All times are session times: seconds since the session started, gaps in the source included.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import Callable, Sequence
+
+import numpy as np
+
+from transcribe.attribution import ends_sentence
+from transcribe.streaming.decoder import WindowDecoder
+from transcribe.streaming.messages import Caption
+from transcribe.streaming.policy import LocalAgreement
+from transcribe.streaming.ring import AudioRing
+from transcribe.streaming.speakers import OnlineSpeakers, SpeakerNamer
+from transcribe.streaming.vad import FRAME, VoiceActivity
+from transcribe.types import SAMPLE_RATE, Word
+
+log = logging.getLogger("transcribe")
+
+__all__ = ["EngineOptions", "EngineStats", "StreamingEngine"]
+
+SR = SAMPLE_RATE
+SLOW, FAST = 1.5, 0.8  # pass time / step above which the encoder window shrinks, below which it grows
+HEARD_AFTER = 0.3  # seconds a pass must have heard past the end of speech to settle it
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How often to decode, when words become final, and how much audio to hold."""
+
+    step: float = 0.5  # seconds of new audio between recognizer passes
+    agreement: int = 2  # LocalAgreement-n: passes that must agree before a word is final
+    pause_flush: float = 0.5  # seconds of silence after which pending words are final
+    max_window: float = 12.0  # longest window decoded; longer ones are cut
+    max_lag: float = 8.0  # seconds of backlog beyond which audio is shed
+    keep_silence: float = 0.3  # silence kept before speech at the start of a window
+    run_gap: float = 0.3  # a pause this long between final words may be a change of speaker
+    speaker_pad: float = 0.1  # audio taken either side of a run for its embedding
+    lookahead: float = 3.0  # a run's embedding may take in pending words up to this long
+    adaptive: bool = True  # shorten the encoder window when passes cannot keep up
+    degraded_encoder: tuple[float, ...] = (20.0, 15.0)  # encoder windows to fall back on, in order
+    ring_seconds: float = 60.0  # audio held at most
+
+    def __post_init__(self) -> None:
+        from transcribe.errors import UsageError
+
+        if not 0.1 <= self.step <= 5.0:
+            raise UsageError(f"--step must be between 0.1 and 5 seconds, not {self.step}")
+        if self.max_window < 2.0 or self.max_window > 30.0:
+            raise UsageError(f"the window must be 2 to 30 seconds, not {self.max_window}")
+        if self.max_lag < self.step:
+            raise UsageError(f"--max-lag must be at least --step ({self.step} s), not {self.max_lag}")
+        if self.ring_seconds < self.max_window + self.max_lag:
+            raise UsageError("the audio ring must hold the window and the allowed lag")
+
+
+@dataclass
+class EngineStats:
+    passes: int = 0
+    decode_seconds: float = 0.0
+    skipped_silent: int = 0
+    shed_seconds: float = 0.0
+    lag: float = 0.0  # at the start of the latest pass
+    max_lag: float = 0.0
+    gaps: int = 0
+    gap_seconds: float = 0.0
+    finals: int = 0
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in self.__dict__.items()}
+
+
+Embedder = Callable[[np.ndarray], "np.ndarray | None"]
+
+
+class StreamingEngine:
+    """Incremental transcription with speaker labels for one session (see the module text)."""
+
+    def __init__(
+        self,
+        decoder: WindowDecoder,
+        *,
+        vad: VoiceActivity | None = None,
+        embedder: Embedder | None = None,
+        speakers: OnlineSpeakers | None = None,
+        namer: SpeakerNamer | None = None,
+        options: EngineOptions | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.options = options or EngineOptions()
+        self.decoder = decoder
+        self.vad = vad or VoiceActivity()
+        self.embedder = embedder
+        self.speakers = speakers if speakers is not None else (OnlineSpeakers() if embedder else None)
+        self.namer = namer or SpeakerNamer()
+        self.clock = clock
+        self.ring = AudioRing(self.options.ring_seconds)
+        self.agreement = LocalAgreement(self.options.agreement)
+        self.stats = EngineStats()
+        self.words: list[Word] = []  # every final word, with its speaker: the transcript
+        self.latencies: deque[float] = deque(maxlen=100_000)
+        self._lock = threading.Lock()
+        self._breaks: deque[tuple[int, int]] = deque()  # (index where audio stopped, where it resumed)
+        self._start = 0  # window start (sample index)
+        self._decoded_to = 0  # end of the window of the latest pass
+        self._partial = ""
+        self._next_id = 0
+        self._runs_labelled = 0
+        self._closed = False
+        full = decoder.options.encoder_seconds
+        self.ladder = tuple(x for x in (full, *self.options.degraded_encoder) if x <= full and x >= self.options.max_window) if self.options.adaptive else (full,)
+        self.ladder = tuple(dict.fromkeys(self.ladder))
+        self.encoder_seconds = full
+        self._pass_ema: float | None = None
+        self._since_change = 0
+
+    # ---- the event loop's side ------------------------------------------------------------
+
+    def feed(self, samples: np.ndarray, arrived: float | None = None) -> None:
+        """Append float32 mono 16 kHz samples as they arrive."""
+        self.ring.write(np.asarray(samples, dtype=np.float32), self.clock() if arrived is None else arrived)
+
+    def gap(self, seconds: float) -> None:
+        """The source dropped and came back: `seconds` of session time passed without audio.
+
+        What was pending before the gap becomes final at the next step; session time moves on
+        by the gap, so timestamps stay those of the wall clock and speaker labels are kept.
+        """
+        n = max(0, int(round(seconds * SR)))
+        with self._lock:
+            at = self.ring.end
+            self.ring.skip(n)
+            self._breaks.append((at, at + n))
+            self.stats.gaps += 1
+            self.stats.gap_seconds += n / SR
+
+    def close(self) -> None:
+        """No more audio will come: the next steps decode what is left and make it all final."""
+        self._closed = True
+
+    @property
+    def backlog(self) -> float:
+        """Seconds of audio received that no pass has covered yet."""
+        return max(0, self.ring.end - self._decoded_to) / SR
+
+    def ready(self) -> bool:
+        """Whether a step now would have something to do."""
+        return (
+            self.ring.end - self._decoded_to >= self.options.step * SR
+            or bool(self._breaks)
+            or (self._closed and not self.finished)
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self._closed and not self._breaks and self._decoded_to >= self.ring.end and not self.agreement.pending
+
+    # ---- the worker's side -----------------------------------------------------------------
+
+    def step(self) -> list[Caption]:
+        """One recognizer pass over the current window; the captions it settles or changes."""
+        with self._lock:
+            brk = self._breaks[0] if self._breaks else None
+        end = self.ring.end
+        closing = self._closed
+        if brk is not None and brk[0] <= end:
+            end, closing = brk[0], True
+        out: list[Caption] = []
+
+        lag = max(0, end - self._decoded_to) / SR
+        self.stats.lag = lag
+        self.stats.max_lag = max(self.stats.max_lag, lag)
+        if lag > self.options.max_lag and not closing:
+            out += self._shed(end)
+        self._start = max(self._start, self.ring.start)
+
+        if end > self._decoded_to or (closing and self.agreement.pending):
+            self.vad.update(self.ring, end)
+            out += self._pass(end, closing)
+            self._decoded_to = max(self._decoded_to, end)
+        if brk is not None and brk[0] <= self.ring.end and self._decoded_to >= brk[0]:
+            with self._lock:
+                self._breaks.popleft()
+            self.agreement.reset()
+            self._start = self._decoded_to = brk[1]
+        self.ring.keep_from(self._start)
+        return out
+
+    def _pass(self, end: int, closing: bool) -> list[Caption]:
+        o = self.options
+        now = self.clock()
+        out: list[Caption] = []
+        if not self.vad.has_speech(self._start, end) and not (closing and self.agreement.pending):
+            self.stats.skipped_silent += 1
+            out += self._finals(self.agreement.flush(), now)
+            self._start = max(self._start, end - int(o.keep_silence * SR))
+            out += self._partial_caption([])
+            return out
+        if not self.agreement.pending:
+            first = self.vad.first_speech(self._start, end)
+            if first is not None and first - self._start > o.keep_silence * SR:
+                self._start = first - int(o.keep_silence * SR)
+
+        if not closing and not self.vad.has_speech(max(self._start, self._decoded_to - FRAME), end):
+            # Nothing new to hear since the last pass: no pass, unless the speaker has paused and
+            # the last pass may have cut the utterance's end: then one more pass, made final.
+            pending = self.agreement.pending
+            if not pending or self.vad.trailing_silence(self._start) < o.pause_flush:
+                self.stats.skipped_silent += 1
+                return out
+            speech_end = self.vad.last_speech_end(self._start, end)
+            if speech_end is None or self._decoded_to >= speech_end + int(HEARD_AFTER * SR):
+                out += self._finals(self.agreement.flush(), now)
+                out += self._partial_caption([])
+                self._start = max(self._start, end - int(o.keep_silence * SR))
+                return out
+
+        window = self.ring.read(self._start, end)
+        offset = self._start / SR
+        if len(window) < int(0.3 * SR):
+            return out
+        result = self.decoder(window, prompt=self._prompt(), encoder_seconds=self.encoder_seconds)
+        self.stats.passes += 1
+        self.stats.decode_seconds += result.seconds
+        self._adapt(result.seconds)
+        hypothesis = [replace(w, start=round(w.start + offset, 3), end=round(w.end + offset, 3)) for w in result.words]
+        committed, pending = self.agreement.update(hypothesis)
+
+        end_time = end / SR
+        silence = self.vad.trailing_silence(self._start)
+        if pending and (closing or silence >= o.pause_flush):
+            committed += self.agreement.flush()
+            pending = []
+        elif closing:
+            committed += self.agreement.flush()
+        now = self.clock()
+        out += self._finals(committed, now, pending)
+        out += self._partial_caption(pending)
+
+        # Trim: keep the window from the last committed sentence end or pause.
+        cut = self._trim_point(committed, pending, end_time, silence)
+        if cut is not None:
+            self._start = max(self._start, int(cut * SR))
+        if (end - self._start) / SR > o.max_window:
+            out += self._force_trim(end, now)
+        return out
+
+    def _adapt(self, seconds: float) -> None:
+        """Shed work when passes cannot keep up: a shorter encoder window (Whisper sees less
+        silence padding: 2 to 3 times faster, a few points of WER); back up when they can."""
+        self._pass_ema = seconds if self._pass_ema is None else 0.7 * self._pass_ema + 0.3 * seconds
+        self._since_change += 1
+        if self._since_change >= 3:
+            self._choose(self._pass_ema)
+
+    def prime(self, seconds: float) -> None:
+        """Start at the encoder window that suits a pass measured at `seconds` at full window."""
+        self._choose(seconds, from_full=True)
+
+    def _choose(self, seconds: float, from_full: bool = False) -> None:
+        ladder = self.ladder
+        level = 0 if from_full else ladder.index(self.encoder_seconds)
+        # The encoder's cost grows about with the square of its window (attention).
+        cost = lambda k: seconds * (ladder[k] / ladder[level]) ** 2  # noqa: E731
+        budget = self.options.step
+        new = level
+        while new + 1 < len(ladder) and cost(new) > SLOW * budget:
+            new += 1
+        if new == level:
+            while new > 0 and cost(new - 1) < FAST * budget:
+                new -= 1
+        if new == level and not from_full:
+            return
+        if ladder[new] != self.encoder_seconds:
+            log.info("passes take %.2f s: encoder window %.0f s", seconds, ladder[new])
+        self.encoder_seconds = ladder[new]
+        self._since_change = 0
+        self._pass_ema = None
+
+    def _trim_point(self, committed: Sequence[Word], pending: Sequence[Word], end_time: float, silence: float) -> float | None:
+        if not committed:
+            return None
+        last = committed[-1]
+        limit = pending[0].start if pending else end_time
+        if not pending and silence >= self.options.pause_flush:
+            return min(limit, max(last.end, end_time - silence))
+        if ends_sentence(last.text) or (pending and pending[0].start - last.end >= self.options.run_gap):
+            return min(limit, last.end)
+        return None
+
+    def _force_trim(self, end: int, now: float) -> list[Caption]:
+        """The window outgrew `max_window` without a sentence end or pause: make the pending
+        words of its older half final and cut there."""
+        keep_from = (end - int(self.options.max_window / 2 * SR)) / SR
+        committed = self.agreement.flush(until=keep_from)
+        out = self._finals(committed, now, self.agreement.pending)
+        out += self._partial_caption(self.agreement.pending)
+        pending = self.agreement.pending
+        cut = min(keep_from, pending[0].start) if pending else keep_from
+        self._start = max(self._start, int(cut * SR))
+        log.debug("window over %.0f s: cut at %.2f s", self.options.max_window, cut)
+        return out
+
+    def _shed(self, end: int) -> list[Caption]:
+        """Too far behind: make pending words final and drop all but the newest `step` of audio."""
+        out = self._finals(self.agreement.flush(), self.clock())
+        new_start = max(self._start, end - int(self.options.step * 2 * SR))
+        dropped = max(0, new_start - max(self._start, self._decoded_to)) / SR
+        self.stats.shed_seconds += dropped
+        log.warning("recognizer %.1f s behind: shedding %.1f s of audio", self.stats.lag, dropped)
+        self._start = self._decoded_to = new_start
+        self.agreement.reset()
+        return out
+
+    def _prompt(self) -> str:
+        """Final text from before the window (the window's own words would be heard twice)."""
+        chars = self.decoder.options.prompt_chars
+        if not chars:
+            return ""
+        start = self._start / SR
+        words: list[str] = []
+        for w in reversed(self.words[-80:]):
+            if w.end <= start + 0.05:
+                words.append(w.text)
+        return "".join(reversed(words))[-chars:]
+
+    # ---- captions ---------------------------------------------------------------------------
+
+    def _partial_caption(self, pending: Sequence[Word]) -> list[Caption]:
+        text = "".join(w.text for w in pending).strip()
+        if text == self._partial:
+            return []
+        self._partial = text
+        start = pending[0].start if pending else (self.words[-1].end if self.words else 0.0)
+        end = max((w.end for w in pending), default=start)
+        return [Caption("partial", self._next_id, start, end, text, None, tuple(pending))]
+
+    def _boundary(self, a: Word, b: Word) -> bool:
+        """Whether the speaker may change between consecutive words: a sentence end or a pause."""
+        return ends_sentence(a.text) or b.start - a.end >= self.options.run_gap
+
+    def _runs(self, words: Sequence[Word]) -> list[list[Word]]:
+        """Split final words where the speaker may change."""
+        runs: list[list[Word]] = []
+        for w in words:
+            if runs and not self._boundary(runs[-1][-1], w):
+                runs[-1].append(w)
+            else:
+                runs.append([w])
+        return runs
+
+    def _finals(self, words: Sequence[Word], now: float, pending: Sequence[Word] = ()) -> list[Caption]:
+        words = [w for w in words if w.text.strip()]
+        if not words:
+            return []
+        labelled: list[Word] = []
+        runs = self._runs(words)
+        for i, run in enumerate(runs):
+            previous = labelled[-1] if labelled else (self.words[-1] if self.words else None)
+            if previous is not None and previous.speaker is not None and not self._boundary(previous, run[0]):
+                speaker = previous.speaker  # the same run of speech, committed in two passes
+            else:
+                end = run[-1].end
+                if i == len(runs) - 1:
+                    # Look ahead into the pending words of the same run: more audio for the
+                    # embedding, no later caption.
+                    last = run[-1]
+                    for p in pending:
+                        if self._boundary(last, p) or p.end - run[0].start > self.options.lookahead:
+                            break
+                        end, last = p.end, p
+                self._runs_labelled += 1
+                speaker = self._speaker(run[0].start, end)
+            labelled += [replace(w, speaker=speaker) for w in run]
+        out: list[Caption] = []
+        group: list[Word] = []
+        for w in labelled:
+            if group and w.speaker != group[-1].speaker:
+                out.append(self._final(group, now))
+                group = []
+            group.append(w)
+        out.append(self._final(group, now))
+        self.words += labelled
+        self._partial = "\0"  # the next partial is sent even if empty
+        return out
+
+    def _final(self, words: list[Word], now: float) -> Caption:
+        arrived = self.ring.arrival(int(words[-1].end * SR))
+        latency = None if arrived is None else max(0.0, now - arrived)
+        if latency is not None:
+            self.latencies.append(latency)
+        self.stats.finals += 1
+        c = Caption(
+            "final", self._next_id, words[0].start, max(w.end for w in words),
+            "".join(w.text for w in words).strip(), words[0].speaker, tuple(words), latency,
+        )
+        self._next_id += 1
+        return c
+
+    def _speaker(self, start: float, end: float) -> str | None:
+        """The label for speech in [start, end] seconds of session time."""
+        if self.speakers is None:
+            return None
+        embedding = None
+        duration = end - start
+        if self.embedder is not None and duration >= self.speakers.options.min_embed_duration:
+            pad = self.options.speaker_pad
+            audio = self.ring.read(int((start - pad) * SR), int((end + pad) * SR))
+            embedding = self.embedder(audio)
+        return self.namer(self.speakers.assign(embedding, duration))
