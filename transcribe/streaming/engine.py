@@ -131,6 +131,7 @@ class StreamingEngine:
         self._next_id = 0
         self._runs_labelled = 0
         self._closed = False
+        self.settled = 0.0  # session time before which every word is final (after the last step)
         full = decoder.options.encoder_seconds
         self.ladder = tuple(x for x in (full, *self.options.degraded_encoder) if x <= full and x >= self.options.max_window) if self.options.adaptive else (full,)
         self.ladder = tuple(dict.fromkeys(self.ladder))
@@ -208,6 +209,8 @@ class StreamingEngine:
             self.agreement.reset()
             self._start = self._decoded_to = brk[1]
         self.ring.keep_from(self._start)
+        pending = self.agreement.pending
+        self.settled = min(pending[0].start, self._decoded_to / SR) if pending else self._decoded_to / SR
         return out
 
     def _pass(self, end: int, closing: bool) -> list[Caption]:

@@ -1,8 +1,9 @@
 """A WebVTT file that grows during the session and is valid at every moment.
 
 Only finished cues are written: a segment (words of one speaker, cut at sentence ends and
-pauses, as in `transcribe run`) is finished once a later word has started a new one, or once
-the session clock is `max_gap` past its end, or at the end of the session. Each update writes
+pauses, as in `transcribe run`) is finished once a later word has started a new one, once it
+ends a sentence, once every word up to `max_gap` past its end is final (no later word can join
+it), or at the end of the session. Each update writes
 the whole file to a temporary file beside it and renames it into place, so a reader never sees
 a half-written cue. Cues are rendered once, by the same VttWriter as the batch outputs, so the
 file at the end is exactly the VTT `transcribe run` would write for the same segments.
@@ -52,9 +53,9 @@ class LiveVtt:
         return build_segments(words, max_duration=self.max_duration, max_gap=self.max_gap)
 
     def update(self, words: Sequence[Word], now: float, *, final: bool = False) -> bool:
-        """Add the segments of `words` (all final words so far) that are finished at session
-        time `now`; `final`: the session ended, everything is finished. Returns whether the file
-        changed."""
+        """Add the segments of `words` (all final words so far) that are finished, given that
+        every word before session time `now` is final; `final`: the session ended, everything is
+        finished. Returns whether the file changed."""
         open_words = words[self._done:]
         if not open_words:
             return False

@@ -44,8 +44,10 @@ class LocalAgreement:
     # A re-recognised committed word may start this much before the committed end and still
     # count as already committed (Whisper's word times move by a few tens of milliseconds).
     TIME_TOLERANCE = 0.1
-    # How many committed words are compared with the head of a new hypothesis to drop repeats.
+    # How many committed words are compared with the head of a new hypothesis to drop repeats,
+    # and how far past the committed end such a repeat may start.
     MAX_NGRAM = 5
+    REPEAT_SLACK = 0.3
 
     def __init__(self, n: int = 2):
         if n < 1:
@@ -116,7 +118,9 @@ class LocalAgreement:
         tail = [normalize_word(w.text) for w in self._tail]
         head = [normalize_word(w.text) for w in words[: self.MAX_NGRAM]]
         for size in range(min(len(tail), len(head)), 0, -1):
-            if tail[-size:] == head[:size]:
+            # A repeat only if it could be the same audio: all of it starts by the committed end
+            # (a phrase said again later is new words, even if it reads the same).
+            if tail[-size:] == head[:size] and words[size - 1].start <= self.committed_end + self.REPEAT_SLACK:
                 return words[size:]
         return words
 

@@ -254,7 +254,7 @@ class StreamSession:
     def _send_status(self) -> None:
         self._emit(status_message(self.status(), self._next_seq()))
 
-    def _on_captions(self, captions: list[Caption]) -> None:
+    def _on_captions(self, captions: list[Caption], settled: float) -> None:
         finals = False
         for c in captions:
             self._emit(caption_message(c, self._next_seq()))
@@ -262,7 +262,7 @@ class StreamSession:
                 self.words += c.words
                 finals = True
         if finals and self.live_vtt is not None:
-            self.live_vtt.update(self.words, self.engine.ring.seconds)
+            self.live_vtt.update(self.words, settled)
 
     # ---- running -----------------------------------------------------------------------------
 
@@ -291,7 +291,7 @@ class StreamSession:
                     continue
                 captions = engine.step()
                 if captions:
-                    loop.call_soon_threadsafe(self._on_captions, captions)
+                    loop.call_soon_threadsafe(self._on_captions, captions, engine.settled)
                 loop.call_soon_threadsafe(self._progress.set)
             loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
         except BaseException as exc:  # noqa: BLE001 - handed to the loop, raised from run()

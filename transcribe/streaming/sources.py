@@ -554,7 +554,7 @@ class WebSocketIngest:
         yield State("ended")
 
 
-_HOSTPORT = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:]*))?:?(?P<port>\d+)$")
+_HOSTPORT = re.compile(r"^(?:(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+)):)?(?P<port>\d+)$")
 
 
 def parse_hostport(text: str, *, default_host: str = "127.0.0.1") -> tuple[str, int]:
