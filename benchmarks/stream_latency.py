@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 SR = 16000
 SAMPLE = ROOT / ".venv/lib/python3.11/site-packages/pyannote/audio/sample/sample.wav"
+LJSPEECH = ROOT.parent / "shared" / "data" / "coqui_ljspeech"
 RTMP_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
 
 
@@ -73,6 +74,30 @@ def rss_mb(pid: int) -> float | None:
 
 def tokens(text: str) -> list[str]:
     return [t for t in re.sub(r"[^\w' ]+", " ", text.lower()).split() if t]
+
+
+def compose_ljspeech(folder: Path) -> tuple[Path, Path]:
+    """The 32 LJSpeech clips of /work/shared/data (221.7 s, one reader, book text) joined with
+    0.8 s of silence, as one WAV with an STM of exact clip times: a longer WER set."""
+    import wave
+
+    from transcribe.media import load_audio
+
+    rows = [ln.strip().split("|") for ln in (LJSPEECH / "ljs_LJ001-0001_0032_from_NVIDIA_tacotron2_filelists.txt").read_text().splitlines() if ln.strip()]
+    parts, stm, t = [np.zeros(SR // 2, np.float32)], [], 0.5
+    for path, text in rows:
+        a = load_audio(LJSPEECH / "tests/data/ljspeech/wavs" / Path(path).name).samples
+        stm.append(f"ljspeech 1 LJ {t:.3f} {t + len(a) / SR:.3f} {text}")
+        parts += [a, np.zeros(int(0.8 * SR), np.float32)]
+        t += len(a) / SR + 0.8
+    wav, ref = folder / "ljspeech.wav", folder / "ljspeech.stm"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SR)
+        w.writeframes((np.clip(np.concatenate(parts), -1, 1) * 32767).astype("<i2").tobytes())
+    ref.write_text("\n".join(stm) + "\n")
+    return wav, ref
 
 
 # ---------------------------------------------------------------------------- the media server
@@ -179,8 +204,9 @@ class CaptionClient(threading.Thread):
                 time.sleep(0.2)
         self.connected.set()
         try:
-            for raw in ws:
-                self.messages.append((time.monotonic(), json.loads(raw)))
+            with ws:
+                for raw in ws:
+                    self.messages.append((time.monotonic(), json.loads(raw)))
         except Exception as exc:  # closed at the end
             self.error = exc if "1001" not in str(exc) and "1000" not in str(exc) else None
 
@@ -199,16 +225,29 @@ def offline_words(audio: np.ndarray):
     return result.words, time.perf_counter() - t
 
 
-def analyse(messages, t0: float, ref_words, utter_gap: float = 0.8) -> dict:
+def align(stream_words, ref_words, period: float) -> dict[int, int]:
+    """Stream word index -> reference word index, matched by text (difflib) within each
+    `period` of session time: a recording pushed N times is aligned once per repetition, so the
+    same sentence said again is never matched to the wrong repetition."""
+    match: dict[int, int] = {}
+    by_k: dict[int, tuple[list[int], list[int]]] = {}
+    for i, (_, w) in enumerate(stream_words):
+        by_k.setdefault(int(w["start"] // period), ([], []))[0].append(i)
+    for j, w in enumerate(ref_words):
+        by_k.setdefault(int(w.start // period), ([], []))[1].append(j)
+    for ia, jb in by_k.values():
+        a = [(tokens(stream_words[i][1]["text"]) or ["_"])[0] for i in ia]
+        b = [(tokens(ref_words[j].text) or ["_"])[0] for j in jb]
+        for blk in difflib.SequenceMatcher(None, a, b, autojunk=False).get_matching_blocks():
+            for k in range(blk.size):
+                match[ia[blk.a + k]] = jb[blk.b + k]
+    return match
+
+
+def analyse(messages, t0: float, ref_words, period: float, utter_gap: float = 0.8) -> dict:
     finals = [(t, m) for t, m in messages if m.get("type") == "final"]
     stream_words = [(t, w) for t, m in finals for w in m["words"]]
-    a = [tok for _, w in stream_words for tok in tokens(w["text"])[:1] or ["_"]]
-    b = [tok for w in ref_words for tok in tokens(w.text)[:1] or ["_"]]
-    sm = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    match: dict[int, int] = {}
-    for blk in sm.get_matching_blocks():
-        for k in range(blk.size):
-            match[blk.a + k] = blk.b + k
+    match = align(stream_words, ref_words, period)
     per_word = [stream_words[i][0] - (t0 + ref_words[j].end) for i, j in match.items()]
     # per caption: the last matched word of each final
     per_caption = []
@@ -280,13 +319,16 @@ def wers(messages, ref_words, stm: Path | None, loops: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--audio", type=Path, default=SAMPLE)
+    ap.add_argument("--audio", type=Path, default=SAMPLE, help="a recording, or 'ljspeech' for the LJSpeech composite")
     ap.add_argument("--stm", type=Path, default=None, help="reference STM [default: sample.stm beside sample.wav]")
     ap.add_argument("--via", choices=("stdin", "rtmp"), default="stdin")
     ap.add_argument("--loop", type=int, default=1, help="push the recording this many times (1 s apart)")
     ap.add_argument("--out", type=Path, default=None, help="write the figures and messages here (JSON)")
+    ap.add_argument("--reanalyse", type=Path, default=None, help="recompute the figures of a run saved with --out")
     ap.add_argument("stream_args", nargs="*", help="extra options for `transcribe stream` (after --)")
     args = ap.parse_args()
+    if str(args.audio) == "ljspeech":
+        args.audio, args.stm = compose_ljspeech(Path(tempfile.mkdtemp(prefix="ljspeech-")))
     stm = args.stm or (args.audio.with_suffix(".stm") if args.audio.with_suffix(".stm").is_file() else None)
 
     from transcribe.media import ffmpeg_binary, load_audio
@@ -301,6 +343,18 @@ def main() -> None:
     from transcribe.types import Word
 
     ref_all = [Word(w.start + k * period, w.end + k * period, w.text) for k in range(args.loop) for w in ref]
+    if args.reanalyse is not None:
+        saved = json.loads(args.reanalyse.read_text())
+        msgs = [(t, m) for t, m in saved["messages"]]
+        figures = {k: saved["figures"][k] for k in ("via", "audio", "seconds_pushed", "loop") if k in saved["figures"]}
+        figures.update(analyse(msgs, 0.0, ref_all, period if args.loop > 1 else len(pushed) / SR + 1))
+        figures.update(wers(msgs, ref_all, stm, args.loop))
+        keep = ("lag_max", "lag_mean_first_third", "lag_mean_last_third", "shed_seconds", "rss_mb_first", "rss_mb_max",
+                "rss_mb_last", "rss_mb_per_10min_second_half", "load_average_end")
+        figures.update({k: saved["figures"][k] for k in keep if k in saved["figures"]})
+        for k, v in figures.items():
+            print(f"{k:<36}  {v}")
+        return
 
     port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="stream-bench-"))
@@ -361,7 +415,7 @@ def main() -> None:
 
     msgs = client.messages
     figures = {"via": args.via, "audio": str(args.audio), "seconds_pushed": round(len(pushed) / SR, 1), "loop": args.loop}
-    figures.update(analyse(msgs, t0, ref_all))
+    figures.update(analyse(msgs, t0, ref_all, period if args.loop > 1 else len(pushed) / SR + 1))
     figures.update(wers(msgs, ref_all, stm, args.loop))
     statuses = [(t - t0, m) for t, m in msgs if m.get("type") == "status"]
     lags = [m["lag"] for _, m in statuses]

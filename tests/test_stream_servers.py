@@ -252,3 +252,90 @@ def test_a_new_publisher_replaces_the_old_one():
             await ingest.close()
 
     run(main())
+
+
+# --------------------------------------------------------------------------- ffmpeg and pipe sources
+
+
+from transcribe.errors import InputError  # noqa: E402
+from transcribe.samples import pyannote_sample  # noqa: E402
+from transcribe.streaming.sources import FfmpegSource, PipeSource  # noqa: E402
+
+
+async def drain(source, limit=None):
+    events = []
+    async for ev in source.events():
+        events.append(ev)
+        if limit is not None and len(events) >= limit:
+            break
+    return events
+
+
+def total_samples(events):
+    return sum(len(e.samples) for e in events if isinstance(e, Pcm))
+
+
+def test_ffmpeg_source_reads_a_file_to_its_end_without_reconnecting():
+    events = run(drain(FfmpegSource(str(pyannote_sample(".wav")))))
+    states = [e.state for e in events if isinstance(e, State)]
+    assert states == ["connecting", "live", "ended"]
+    assert total_samples(events) == pytest.approx(30 * 16000, abs=1600)
+
+
+def test_ffmpeg_source_fails_at_once_on_what_no_retry_fixes(tmp_path):
+    with pytest.raises(InputError, match="No such file"):
+        run(drain(FfmpegSource(str(tmp_path / "missing.wav"))))
+    (tmp_path / "text.wav").write_text("not audio at all")
+    with pytest.raises(InputError):
+        run(drain(FfmpegSource(str(tmp_path / "text.wav"))))
+
+
+def test_ffmpeg_source_keeps_retrying_a_live_url_until_stopped():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here
+    source = FfmpegSource(f"rtmp://127.0.0.1:{port}/live/none")
+
+    async def main():
+        events = []
+
+        async def consume():
+            async for ev in source.events():
+                events.append(ev)
+
+        task = asyncio.ensure_future(consume())
+        await asyncio.sleep(3.0)
+        source.stop()
+        await asyncio.wait_for(task, 10)
+        return events
+
+    events = run(main())
+    states = [e.state for e in events if isinstance(e, State)]
+    assert states[0] == "connecting" and states.count("reconnecting") >= 2 and states[-1] == "ended"
+    assert source.reconnects >= 2
+
+
+def test_pipe_source_raw_and_container_give_the_same_audio():
+    import io
+    import subprocess
+
+    from transcribe.media import ffmpeg_binary
+
+    wav = subprocess.run(
+        [ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-i", str(pyannote_sample(".wav")), "-t", "3",
+         "-ac", "1", "-ar", "16000", "-f", "wav", "-"],
+        capture_output=True, check=True,
+    ).stdout
+    raw = wav[wav.index(b"data") + 8:]  # the samples after the WAV header
+    from_raw = run(drain(PipeSource(io.BytesIO(raw))))
+    from_wav = run(drain(PipeSource(io.BytesIO(wav))))
+    a = np.concatenate([e.samples for e in from_raw if isinstance(e, Pcm)])
+    b = np.concatenate([e.samples for e in from_wav if isinstance(e, Pcm)])
+    assert len(a) == 3 * 16000 and len(b) == len(a)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    empty = run(drain(PipeSource(io.BytesIO(b""))))
+    assert [e.state for e in empty] == ["connecting", "ended"]
+    with pytest.raises(InputError, match="cannot decode"):
+        run(drain(PipeSource(io.BytesIO(b"RIFF" + b"\x00" * 4000))))

@@ -99,9 +99,11 @@ def stream(
     model: str = typer.Option("tiny.en", "--model", "-m", help="Whisper model: a store name (tiny.en, base) or a local CTranslate2 folder."),
     language: str = typer.Option("en", "--language", "-l", help="Language code; streaming does not detect it."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    compute_type: Optional[str] = typer.Option(None, "--compute-type", help="CTranslate2 compute type [default: int8 on CPU, float16 on CUDA]."),
-    threads: int = typer.Option(0, "--threads", help="CPU threads for Whisper [default: all cores]."),
+    compute_type: Optional[str] = typer.Option(None, "--compute-type", help="CTranslate2 compute type (default: int8 on CPU, float16 on CUDA)."),
+    threads: int = typer.Option(0, "--threads", help="CPU threads for Whisper (0: all cores)."),
     beam_size: int = typer.Option(1, "--beam-size", help="Beam size of each Whisper pass (1: greedy, fastest)."),
+    encoder_window: float = typer.Option(30.0, "--encoder-window", help="Seconds of audio Whisper's encoder sees per pass (30: as trained; 20 or 15: faster)."),
+    adaptive: bool = typer.Option(True, "--adaptive/--no-adaptive", help="Shorten the encoder window (to 20, then 15 s) while passes cannot keep up."),
     diarize: bool = typer.Option(True, "--diarize/--no-diarize", help="Label speakers online (--no-diarize: captions without speakers)."),
     speaker_names: Optional[str] = typer.Option(None, "--speaker-names", help='Names in order of first appearance ("Diane,Sheila") or by label ("SPEAKER_00=Diane").'),
     speaker_threshold: float = typer.Option(0.40, "--speaker-threshold", help="Cosine similarity a voice needs to join a known speaker; lower merges more."),
@@ -111,7 +113,7 @@ def stream(
     pause: float = typer.Option(0.5, "--pause", help="Seconds of silence after which pending words are final."),
     max_lag: float = typer.Option(8.0, "--max-lag", help="Seconds a live source may get ahead of the recognizer before audio is shed."),
     stdin_format: str = typer.Option("auto", "--stdin-format", help="For -: raw (s16le 16 kHz mono), container (anything ffmpeg reads), or auto (sniffed)."),
-    reconnect: Optional[bool] = typer.Option(None, "--reconnect/--no-reconnect", show_default=False, help="Reconnect when the source drops [default: for network URLs]."),
+    reconnect: Optional[bool] = typer.Option(None, "--reconnect/--no-reconnect", show_default=False, help="Reconnect when the source drops (default: for network URLs)."),
     idle_timeout: float = typer.Option(0.0, "--idle-timeout", help="End the session after this many seconds without a source (0: never)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail on stderr."),
@@ -148,7 +150,7 @@ def stream(
                 log.warning("%s binds to %s without --token: anyone who can reach it can connect", what, at[0])
         options = StreamOptions(
             model=model, language=language, device=device, compute_type=compute_type, threads=threads,
-            beam_size=beam_size, hotwords=hotwords, step=step, pause_flush=pause, max_lag=max_lag,
+            beam_size=beam_size, encoder_seconds=encoder_window, adaptive=adaptive, hotwords=hotwords, step=step, pause_flush=pause, max_lag=max_lag,
             diarize=diarize, speaker_names=speaker_names, speaker_threshold=speaker_threshold,
             max_speakers=max_speakers, idle_timeout=idle_timeout,
         )

@@ -63,15 +63,20 @@ class LocalAgreement:
         """The newest hypothesis's words that are not committed yet."""
         return tuple(self._latest)
 
-    def update(self, hypothesis: Sequence[Word]) -> tuple[list[Word], list[Word]]:
+    def update(self, hypothesis: Sequence[Word], stable_until: float | None = None) -> tuple[list[Word], list[Word]]:
+        """`stable_until`: words ending after this time are never committed by agreement (the
+        window may have cut them: two passes can agree on the same wrong guess at a half word)."""
         new = self._strip_committed(hypothesis)
-        if self.n == 1:
-            committed = new
-        else:
-            agreed = len(new)
+        agreed = len(new)
+        if self.n > 1:
             for prev in self._previous:
                 agreed = min(agreed, _common_prefix(prev, new))
-            committed = new[:agreed] if len(self._previous) == self.n - 1 else []
+            if len(self._previous) < self.n - 1:
+                agreed = 0
+        if stable_until is not None:
+            while agreed and new[agreed - 1].end > stable_until:
+                agreed -= 1
+        committed = new[:agreed]
         pending = new[len(committed):]
         # Earlier hypotheses lose the agreed prefix too, so that they stay comparable.
         k = len(committed)
@@ -127,7 +132,7 @@ class LocalAgreement:
 
 def _common_prefix(a: Sequence[Word], b: Sequence[Word]) -> int:
     k = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if normalize_word(x.text) != normalize_word(y.text):
             break
         k += 1

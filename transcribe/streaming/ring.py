@@ -98,6 +98,12 @@ class AudioRing:
         with self._lock:
             self.protected = max(self.protected, index)
 
+    @property
+    def last_arrival(self) -> float | None:
+        """Wall time of the newest write, or None before any."""
+        with self._lock:
+            return self._arrivals[-1][1] if self._arrivals else None
+
     def arrival(self, index: int) -> float | None:
         """Wall time at which the sample at `index` (or the write that held it) arrived."""
         with self._lock:

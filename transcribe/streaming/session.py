@@ -19,18 +19,16 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
-import statistics
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
-from urllib.parse import urlsplit
 
 import numpy as np
 
 from transcribe.attribution import build_segments, parse_speaker_names
-from transcribe.errors import TranscribeError, UsageError
+from transcribe.errors import UsageError
 from transcribe.streaming.decoder import DecoderOptions, WindowDecoder
 from transcribe.streaming.engine import EngineOptions, StreamingEngine
 from transcribe.streaming.livevtt import LiveVtt
@@ -112,14 +110,9 @@ class StreamOptions:
 def display_source(source: str) -> str:
     """A source as shown to clients and written in outputs: no credentials, stream keys or
     query strings (RTMP stream keys and SRT passphrases are secrets)."""
-    if source in ("-", ""):
-        return "stdin"
-    parts = urlsplit(source)
-    if parts.scheme and parts.netloc:
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-        return f"{parts.scheme}://{host}{port}"
-    return source
+    from transcribe.streaming.sources import display
+
+    return "stdin" if source in ("-", "") else display(source)
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -152,6 +145,7 @@ class StreamSession:
         self.started = dt.datetime.now(dt.timezone.utc)
         self.models: list[ModelInfo] = []
         self.words: list[Word] = []
+        self._speakers: dict[str, None] = {}  # in order of first appearance
         self.state = "connecting"
         self._seq = 0
         self._stop: asyncio.Event | None = None  # made in run(), inside the loop
@@ -164,6 +158,8 @@ class StreamSession:
         self._down_since: float | None = clock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.engine = self._build_engine(store)
+        if captions is not None:
+            captions.hello = self.hello
 
     # ---- models ------------------------------------------------------------------------------
 
@@ -224,7 +220,7 @@ class StreamSession:
             "started": self.started.isoformat(timespec="seconds"),
             "audio_time": round(self.engine.ring.seconds, 3),
             "state": self.state,
-            "speakers": list(dict.fromkeys(w.speaker for w in self.words if w.speaker)),
+            "speakers": list(self._speakers),
         }
 
     def _emit(self, message: dict[str, Any]) -> None:
@@ -247,8 +243,8 @@ class StreamSession:
             source=self.state,  # type: ignore[arg-type]
             reconnects=getattr(self.source, "reconnects", 0),
             clients=self.captions.clients if self.captions is not None else 0,
-            speakers=tuple(dict.fromkeys(w.speaker for w in self.words if w.speaker)),
-            extra={"latency_p50": _percentile(list(e.latencies)[-200:], 50)},
+            speakers=tuple(self._speakers),
+            extra={"latency_p50": _percentile(list(e.latencies)[-200:], 50), "encoder_window": e.encoder_seconds},
         )
 
     def _send_status(self) -> None:
@@ -260,6 +256,8 @@ class StreamSession:
             self._emit(caption_message(c, self._next_seq()))
             if c.kind == "final":
                 self.words += c.words
+                if c.speaker is not None:
+                    self._speakers.setdefault(c.speaker)
                 finals = True
         if finals and self.live_vtt is not None:
             self.live_vtt.update(self.words, settled)
@@ -295,7 +293,7 @@ class StreamSession:
                 loop.call_soon_threadsafe(self._progress.set)
             loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
         except BaseException as exc:  # noqa: BLE001 - handed to the loop, raised from run()
-            loop.call_soon_threadsafe(lambda: done.done() or done.set_exception(exc))
+            loop.call_soon_threadsafe(lambda e=exc: done.done() or done.set_exception(e))
 
     def _notify(self) -> None:
         with self._cond:
@@ -361,7 +359,6 @@ class StreamSession:
         self._stop = asyncio.Event()
         self._progress = asyncio.Event()
         if self.captions is not None:
-            self.captions.hello = self.hello
             await self.captions.start()
         done: asyncio.Future = self._loop.create_future()
         worker = threading.Thread(target=self._worker, args=(done,), name="transcribe-stream", daemon=True)
@@ -418,6 +415,7 @@ class StreamSession:
             "final_latency_p50": _percentile(latencies, 50),
             "final_latency_p95": _percentile(latencies, 95),
             "mean_pass_seconds": round(e.stats.decode_seconds / e.stats.passes, 3) if e.stats.passes else None,
+            "encoder_windows_used": sorted(e.encoder_windows_used, reverse=True),
             "reconnects": getattr(self.source, "reconnects", 0),
             "overwritten_seconds": round(e.ring.overwritten / e.ring.sample_rate, 3),
             "started": self.started.isoformat(timespec="seconds"),

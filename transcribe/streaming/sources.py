@@ -20,9 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import io
 import json
 import logging
+import os
 import re
+import threading
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -127,7 +130,7 @@ def _last_error(stderr: bytes) -> str:
 
 
 class _Backoff:
-    def __init__(self, first: float = 0.5, factor: float = 2.0, limit: float = 10.0):
+    def __init__(self, first: float = 0.5, factor: float = 2.0, limit: float = 4.0):
         self.first, self.factor, self.limit = first, factor, limit
         self.delay = first
 
@@ -172,7 +175,7 @@ class FfmpegSource:
         self.ffmpeg = ffmpeg or ffmpeg_binary()
         self.live = is_live_url(url)
         self.reconnect = self.live if reconnect is None else reconnect
-        self.low_latency = low_latency
+        self.low_latency = low_latency and self.live  # a file needs no low-delay probing
         self.stall_timeout = stall_timeout
         self.extra_input_args = list(extra_input_args)
         self.reconnects = 0
@@ -194,11 +197,9 @@ class FfmpegSource:
 
     async def events(self) -> AsyncIterator[Event]:
         backoff = _Backoff()
-        attempt = 0
-        ever_live = False
+        down_since: float | None = None
         yield State("connecting")
         while not self._stopping:
-            attempt += 1
             try:
                 proc = await asyncio.create_subprocess_exec(
                     *self.command(), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
@@ -221,7 +222,9 @@ class FfmpegSource:
                     if not data:
                         break
                     if got == 0:
-                        ever_live = True
+                        if down_since is not None:
+                            log.warning("%s: back after %.1f s", display(self.url), time.monotonic() - down_since)
+                            down_since = None
                         yield State("live")
                     got += len(data)
                     samples = decode(data)
@@ -238,22 +241,35 @@ class FfmpegSource:
                 break
             fatal = any(f in reason for f in _FATAL)
             if got == 0 and (fatal or not self.reconnect):
-                raise InputError(f"{self.url}: {reason}")
+                raise InputError(f"{display(self.url)}: {reason}")
             if not self.reconnect:
-                if proc.returncode not in (0, None) and got > 0:
-                    log.warning("%s: %s", self.url, reason)
+                if proc.returncode not in (0, None):
+                    log.warning("%s: %s", display(self.url), reason)
                 break
-            if time.monotonic() - started > 5.0 and got > 0:
+            if got > 0 and time.monotonic() - started > 5.0:
                 backoff.reset()
             delay = backoff.next()
             self.reconnects += 1
-            log.warning("%s: source dropped (%s); reconnecting in %.1f s", self.url, reason or "end of stream", delay)
+            if down_since is None:
+                down_since = time.monotonic()
+                log.warning("%s: source dropped (%s); reconnecting", display(self.url), reason)
+            else:
+                log.info("%s: still down (%s); next try in %.1f s", display(self.url), reason, delay)
             yield State("reconnecting", reason)
-            try:
-                await asyncio.sleep(delay)
-            except asyncio.CancelledError:
-                raise
+            await asyncio.sleep(delay)
         yield State("ended")
+
+
+def display(url: str) -> str:
+    """A URL fit for logs and messages: scheme, host and port only (no keys, no credentials)."""
+    parts = urlsplit(url)
+    if parts.scheme and parts.netloc:
+        try:
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:
+            port = ""
+        return f"{parts.scheme}://{parts.hostname or ''}{port}"
+    return url
 
 
 # Magic numbers of containers ffmpeg reads; raw s16le PCM starting with one of these is
@@ -295,6 +311,8 @@ class PipeSource:
         self._ffmpeg = ffmpeg
         self._stopping = False
         self._proc: asyncio.subprocess.Process | None = None
+        self._chunks: asyncio.Queue | None = None
+        self._eof = False
 
     def stop(self) -> None:
         self._stopping = True
@@ -302,16 +320,46 @@ class PipeSource:
             with contextlib.suppress(ProcessLookupError):
                 self._proc.terminate()
 
-    async def _read(self, n: int) -> bytes:
-        loop = asyncio.get_running_loop()
-        reader = getattr(self.stream, "read1", self.stream.read)
-        return await loop.run_in_executor(None, reader, n)
+    async def _read(self) -> bytes:
+        """The next chunk of the stream (b"" at its end), from a daemon reader thread: a read
+        blocked on a silent pipe never holds up the end of the session or of the process."""
+        if self._chunks is None:
+            self._chunks = asyncio.Queue(maxsize=8)  # a few chunks ahead; then the writer waits
+            loop = asyncio.get_running_loop()
+            try:  # the file descriptor itself: a buffered reader's lock, held by a read
+                fd = self.stream.fileno()  # blocked at exit, would abort the interpreter
+                reader = lambda n: os.read(fd, n)  # noqa: E731
+            except (AttributeError, OSError, io.UnsupportedOperation):
+                reader = getattr(self.stream, "read1", self.stream.read)
+
+            def pump() -> None:
+                while True:
+                    try:
+                        data = reader(READ_BYTES)
+                    except (OSError, ValueError) as exc:
+                        data = exc
+                    try:
+                        asyncio.run_coroutine_threadsafe(self._chunks.put(data), loop).result()
+                    except (RuntimeError, asyncio.CancelledError):
+                        return  # the loop is gone
+                    if not isinstance(data, bytes) or not data or self._stopping:
+                        return
+
+            threading.Thread(target=pump, name="transcribe-stdin", daemon=True).start()
+        if self._eof:
+            return b""
+        data = await self._chunks.get()
+        if isinstance(data, Exception):
+            raise InputError(f"{self.name}: cannot read: {data}")
+        if not data:
+            self._eof = True
+        return data
 
     async def events(self) -> AsyncIterator[Event]:
         yield State("connecting")
         head = b""
         while len(head) < self.SNIFF and not self._stopping:
-            data = await self._read(self.SNIFF - len(head))
+            data = await self._read()
             if not data:
                 break
             head += data
@@ -332,16 +380,16 @@ class PipeSource:
                     yield Pcm(samples)
                 if self._stopping:
                     break
-                data = await self._read(READ_BYTES)
+                data = await self._read()
         yield State("ended")
 
     async def _through_ffmpeg(self, head: bytes) -> AsyncIterator[Event]:
         from transcribe.media import ffmpeg_binary
 
         ffmpeg = self._ffmpeg or ffmpeg_binary()
-        # Containers on a pipe need a little probing to find their audio stream: the default
-        # probe of ffmpeg, but no analysis delay.
-        cmd = [ffmpeg, "-hide_banner", "-nostats", "-loglevel", "error", "-fflags", "nobuffer", "-i", "pipe:0", *OUTPUT_ARGS]
+        # Containers on a pipe need ffmpeg's default probing to find their audio stream, and
+        # `-fflags nobuffer` makes it decode nothing at all from a WAV on a pipe (measured).
+        cmd = [ffmpeg, "-hide_banner", "-nostats", "-loglevel", "error", "-i", "pipe:0", *OUTPUT_ARGS]
         proc = await asyncio.create_subprocess_exec(
             *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
@@ -354,7 +402,7 @@ class PipeSource:
                 while data and not self._stopping:
                     proc.stdin.write(data)
                     await proc.stdin.drain()
-                    data = await self._read(65536)
+                    data = await self._read()
             except (BrokenPipeError, ConnectionResetError):
                 pass
             finally:
