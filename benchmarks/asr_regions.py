@@ -11,9 +11,12 @@ On each, with the same faster-whisper model (`Recognizer`, int8 on CPU) and the 
 - `sequential`: `Recognizer.__call__`, the pipeline's ASR stage today (whole file, VAD filter,
   word timestamps, no conditioning on previous text);
 - `regions`: `transcribe.regions` over the reference RTTM turns (isolates the ASR stage);
+- `regions+vad`: over Silero VAD regions (`vad_regions`, what `--no-diarize` uses), VAD time included;
 - `regions+diar` (with --diarize): over the exclusive turns of our diarization (its time is not
   counted: the pipeline runs diarization anyway);
-- `ceiling`: every reference clip transcribed on its own (`Recognizer`, original clip audio).
+- `ceiling`: every reference clip transcribed on its own (`Recognizer`, the original clip audio);
+- `ceiling_in_meeting`: every reference turn's span of the meeting transcribed on its own (the
+  same clip with the meeting's level, noise and overlapping neighbours: what perfect regions give).
 
 Scores: WER (Whisper's English normalizer) with substitutions, deletions and insertions pooled over
 the meetings; per reference turn (RTTM line) of >= 3 s, the share of its words recognised (words
@@ -66,7 +69,8 @@ def score(utterances: Sequence[Any], words: Sequence[Word], language: str = "en"
         turns.append({"start": round(u.start, 2), "end": round(u.end, 2), "speaker": u.speaker,
                       "words": e.ref_words, "recall": round(hits / e.ref_words, 3) if e.ref_words else 1.0})
     low = [t for t in turns if t["recall"] < 0.5]
-    return {"errors": asdict(we), "wer": we.rate, "turns_3s": len(turns), "turns_under_half": len(low), "low_turns": low}
+    return {"errors": asdict(we), "wer": we.rate, "turns_3s": len(turns), "turns_under_half": len(low),
+            "low_turns": low}
 
 
 def pooled(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -133,7 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             clips, 11, 0, args.minutes, "en",
             ComposeOptions(quiet_turn=25.0, speaker_set=("lj", "mfa_mcauliffe", "librivox_sonnets", "jfk"))))
 
-    systems = ["sequential", "regions"] + (["regions+diar"] if diarizer else []) + ([] if args.no_ceiling else ["ceiling"])
+    systems = ["sequential", "regions", "regions+vad"] + (["regions+diar"] if diarizer else [])
+    systems += [] if args.no_ceiling else ["ceiling", "ceiling_in_meeting"]
     per_meeting: list[dict[str, Any]] = []
     for m in meetings:
         audio = Audio(m.samples, m.name)
@@ -149,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         row["sequential"] = score(m.utterances, seq.words) | {"seconds": [round(t, 2) for t in times["sequential"]]}
         row["regions"] = score(m.utterances, reg.words) | {"seconds": [round(t, 2) for t in times["regions"]],
                                                            "stats": dict(reg.stats)}
+        vad, dt = timed(lambda: run_regions(rec, audio, vad_regions(audio), options, ropts))
+        row["regions+vad"] = score(m.utterances, vad.words) | {"seconds": [round(dt, 2)], "stats": dict(vad.stats)}
         if diarizer:
             d, d_dt = timed(diarizer, audio, DiarizationOptions())
             regd, dt = timed(run_regions, rec, audio, d.exclusive, options, ropts)
@@ -162,6 +169,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for w in rec(clip, options).words:
                     words.append(Word(u.start + w.start, u.start + w.end, w.text, w.probability))
             row["ceiling"] = score(m.utterances, words) | {"seconds": [round(time.perf_counter() - t0, 2)]}
+            words = []
+            t0 = time.perf_counter()
+            for u in m.utterances:
+                a, b = round(u.start * audio.sample_rate), round(u.end * audio.sample_rate)
+                for w in rec(Audio(audio.samples[a:b]), options).words:
+                    words.append(Word(u.start + w.start, u.start + w.end, w.text, w.probability))
+            row["ceiling_in_meeting"] = score(m.utterances, words) | {"seconds": [round(time.perf_counter() - t0, 2)]}
         row["speedup"] = round(min(times["sequential"]) / min(times["regions"]), 3)
         per_meeting.append(row)
         line = "  ".join(f"{s} wer {row[s]['wer']:.3f} del {row[s]['errors']['deletions']} "
@@ -169,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{m.name}: {line}  speed-up {row['speedup']:.2f}", file=sys.stderr, flush=True)
 
     background = []
-    for kind, x in (("silence", compose_background("silence", 60.0)), ("noise", compose_background("noise", 60.0, seed=1))):
+    for x in (compose_background("silence", 60.0), compose_background("noise", 60.0, seed=1)):
         audio = Audio(x.samples, x.name)
         item = {"name": x.name, "sequential_words": len(rec(audio, options).words)}
         vad = vad_regions(audio)

@@ -1,23 +1,36 @@
 """Speech recognition driven by speech regions: every stretch of speech is decoded, nothing else is.
 
-Whisper decoding a whole recording skips ahead across its 30-second windows, the VAD filter can
+Whisper decoding a whole recording skips ahead across its 30-second windows, its VAD filter can
 drop a quiet voice, and silence or noise can come out as invented text. Here the ASR stage is
 driven by the speech that diarization (or, without diarization, Silero VAD) hears:
 
 1. `plan_chunks` cuts the speech turns into chunks of one speaker each, at most 30 s, at pauses
-   and speaker changes, with a little padding for context.
-2. `transcribe_chunks` packs each speaker's chunks, in time order and loudness-normalised, into
-   30-second windows (a quiet voice is never decoded beside a loud one), decodes the windows in
-   batches with faster-whisper's `BatchedInferencePipeline` (its `clip_timestamps` takes pre-cut
-   spans in 1.2.1), and maps every word back to its chunk: absolute times, the chunk's speaker.
-3. The coverage check: a stretch of speech left without words is decoded again on its own
-   (temperature fallback; halves if it is still empty). Words over time where nobody speaks are
-   dropped as likely hallucinations, and so is a window Whisper itself scores as no speech.
-   Everything is counted in `RegionResult.stats` and logged.
+   and speaker changes, with a little padding for context (`exclusive_turns` first resolves
+   overlapping speech: the louder voice keeps the overlap, so a quiet one is not drowned).
+2. `transcribe_chunks` fills Whisper windows with whole chunks in time order (a chunk that does
+   not fit is split at a pause or starts the next window: no chunk is ever cut off at a window's
+   end, and nothing is skipped by seeking), each chunk brought to the same loudness first; it
+   decodes the windows in batches (one encoder input per window, truncated to its length, then
+   one batched beam search, as faster-whisper's `BatchedInferencePipeline` does) and maps every
+   word back to its chunk: recording time, and the chunk's speaker.
+3. The coverage check: a chunk whose window Whisper scored as silence or a loop, or with an
+   implausible word rate (too few words: something was skipped; too many: a loop), is decoded
+   again on its own, and the more plausible result is kept; any stretch of speech still without
+   words is decoded again on its own, then with temperature fallback, then in halves. Words over
+   time where nobody speaks are dropped as likely hallucinations. Everything is counted in
+   `RegionResult.stats` (the pipeline puts it in `Transcript.stats["asr_regions"]`) and logged.
 
-Packing matters for speed: Whisper's encoder always sees 30 s, so one window per short turn would
-cost more than decoding the whole file; a window per 30 s of one speaker's speech costs about the
-same encoder work, and the batched decoder is cheaper than the sequential one's seek-and-retry.
+Why windows of several chunks rather than one chunk per input: Whisper's encoder costs the same
+for every 30 s it sees, so one input per short turn costs far more than decoding the whole file,
+while full windows cost about the same. Measured on a 2-core CPU (benchmarks/asr_regions.py), the
+ASR stage then takes about as long as sequential whole-file decoding while it decodes the speech
+that the sequential one skips; batching pays off mostly on a GPU.
+
+faster-whisper 1.2.1 (pinned in pyproject.toml): `BatchedInferencePipeline.transcribe` does take
+pre-cut spans (`clip_timestamps`, a list of {"start", "end"} in seconds), but always pads each to
+30 s, decodes without timestamp tokens (measured here to stop early in a full window, leaving
+whole chunks without words) and has no temperature fallback; so the batch is built here from
+`WhisperModel.encode`, CTranslate2's `generate` and `WhisperModel.add_word_timestamps`.
 """
 
 from __future__ import annotations
@@ -25,7 +38,6 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -39,6 +51,7 @@ __all__ = [
     "Chunk",
     "RegionOptions",
     "RegionResult",
+    "exclusive_turns",
     "plan_chunks",
     "transcribe_chunks",
     "transcribe_regions",
@@ -66,9 +79,12 @@ class RegionOptions:
     batch_size: int = 8  # windows per batched decoding call
     speech_slack: float = 0.3  # a word within this of a speech turn counts as over speech
     min_uncovered: float = 2.0  # seconds of speech without a word that are decoded again
+    min_word_rate: float = 0.8  # a chunk with fewer words per second of speech is decoded again alone
+    max_word_rate: float = 5.0  # ... and one with more (a repetition loop)
     no_speech_threshold: float = 0.6  # Whisper's own rule: no_speech_prob above this ...
     log_prob_threshold: float = -1.0  # ... and avg_logprob below this: the window is silence
     compression_ratio_threshold: float = 2.4  # above: a repetition loop, decoded again
+    doubtful_probability: float = 0.5  # words this unlikely on average, where VAD hears no voice: dropped
     normalize_gain: bool = True  # bring every chunk to the same level before decoding
     max_gain_db: float = 30.0  # never amplify a chunk more than this
 
@@ -115,10 +131,13 @@ class Chunk:
 class RegionResult:
     """Words with absolute times and their chunk's speaker, and what the coverage check did.
 
-    `stats` keys: chunks, windows, speech_seconds, redecoded (stretches decoded again),
-    recovered_words (words those brought back), dropped_outside_speech (words over no speech),
-    dropped_no_speech (words of windows Whisper scored as silence), dropped_repetition (words of
-    a repetition loop replaced by a second decoding), uncovered_seconds (speech still without a word).
+    `stats` keys: chunks (after any split at a pause), windows (Whisper inputs in the first pass),
+    speech_seconds (in the chunks), decoded_seconds (audio in the windows, padding and silence
+    between chunks included), redecoded (chunks and stretches decoded again on their own),
+    recovered_words (words that brought back), dropped_outside_speech (words over no speech),
+    dropped_no_speech (words of windows Whisper scored as silence, and doubtful words of chunks
+    in which Silero VAD hears no voice), dropped_repetition (words of
+    repetition loops), uncovered_seconds (speech of 2 s or more still without a word).
     """
 
     words: tuple[Word, ...]
@@ -131,18 +150,51 @@ class RegionResult:
 # --------------------------------------------------------------------------- planning
 
 
-def _exclusive(turns: Sequence[Turn], duration: float) -> list[tuple[float, float, str | None]]:
-    """Turns sorted, clipped to the recording, overlap given to whoever started first."""
-    out: list[tuple[float, float, str | None]] = []
+def exclusive_turns(
+    turns: Sequence[Turn], duration: float | None = None, audio: Audio | None = None
+) -> tuple[Turn, ...]:
+    """One speaker at a time: turns sorted, clipped to `0..duration`, overlaps resolved.
+
+    Where two speakers' turns overlap, the louder of the two (measured on the rest of each turn,
+    given `audio`) keeps the overlap when it is `_LOUDER_DB` louder: a quiet voice then stays
+    clean in its own chunk instead of being drowned by the loud one. Otherwise each keeps half.
+    A turn wholly inside another speaker's turn (a backchannel) is left out; a speaker's own
+    overlapping turns are joined; turns of no length are dropped.
+    """
+    levels = _levels(audio) if audio is not None else None
+    out: list[list[Any]] = []
+    end = math.inf if duration is None else duration
     for t in sorted(turns, key=lambda t: (t.start, t.end)):
-        s, e = max(0.0, t.start), min(duration, t.end)
+        s, e = max(0.0, t.start), min(end, t.end)
+        if e - s <= 1e-6:
+            continue
         if out and s < out[-1][1]:
-            if e <= out[-1][1]:
-                continue  # inside the previous turn
-            s = out[-1][1]
-        if e - s > 1e-6:
-            out.append((s, e, t.speaker or None))
-    return out
+            prev = out[-1]
+            if e <= prev[1]:
+                continue
+            if prev[2] == t.speaker:
+                prev[1] = e
+                continue
+            cut = (s + prev[1]) / 2
+            if levels is not None:
+                before, after = _level(levels, prev[0], s), _level(levels, prev[1], e)
+                if before - after >= _LOUDER_DB:
+                    cut = prev[1]
+                elif after - before >= _LOUDER_DB:
+                    cut = s
+            prev[1] = s = cut
+        out.append([s, e, t.speaker])
+    return tuple(Turn(round(s, 3), round(e, 3), spk) for s, e, spk in out if e - s > 1e-6)
+
+
+_LOUDER_DB = 6.0
+
+
+def _level(levels: np.ndarray, start: float, end: float) -> float:
+    """Speech level of `start`..`end`: the 90th percentile of its frame levels (dB)."""
+    a, b = int(start / _HOP), int(math.ceil(end / _HOP))
+    part = levels[a:b]
+    return float(np.percentile(part, 90)) if part.size else -100.0
 
 
 def _quietest(levels: np.ndarray | None, hop: float, lo: float, hi: float) -> float:
@@ -178,17 +230,18 @@ def plan_chunks(
 ) -> tuple[Chunk, ...]:
     """Cut speech turns into chunks to decode: one speaker each, at most `max_chunk` s, in time order.
 
-    `turns` should be exclusive (one speaker at a time, e.g. `Diarization.exclusive`); where they
-    overlap, the overlap goes to the turn that started first. Same-speaker turns less than
-    `merge_gap` apart share a chunk while it stays short enough; a chunk ends at a larger pause,
-    at a speaker change, or where it would grow too long, cut at the pause between two turns
-    that leaves it longest. A single turn longer than a chunk is cut at its quietest moment in
-    the second half of the chunk (given `audio`; otherwise at the limit). Each chunk gets `pad` s
-    of context on both sides, and one shorter than `min_chunk` is widened to it (clipped to the
-    recording). Pure: the same turns give the same chunks.
+    `turns` are made exclusive first (`exclusive_turns`: where two people talk at once, the
+    louder keeps the overlap, or each keeps half), so chunks never overlap. Same-speaker turns
+    less than `merge_gap` apart share a chunk while it stays short enough; a chunk ends at a
+    larger pause, at a speaker change, or where it would grow too long, cut at the pause between
+    two turns that leaves it longest. A single turn longer than a chunk is cut at its quietest
+    moment in the second half of the chunk (given `audio`; otherwise at the limit). Each chunk
+    gets `pad` s of context on both sides, and one shorter than `min_chunk` is widened to it
+    (clipped to the recording). VAD turns (speaker "") give chunks with speaker None. Pure: the
+    same turns (and audio) give the same chunks.
     """
     opts = options or RegionOptions()
-    spans = _exclusive(turns, duration)
+    spans = [(t.start, t.end, t.speaker or None) for t in exclusive_turns(turns, duration, audio)]
     limit = opts.max_chunk - 2 * opts.pad
     levels = _levels(audio) if audio is not None else None
     hop = 0.1
@@ -259,13 +312,6 @@ def _split_run(
 
 
 # --------------------------------------------------------------------------- VAD regions
-
-
-@lru_cache(maxsize=1)
-def _silero():
-    from faster_whisper.vad import get_vad_model
-
-    return get_vad_model()
 
 
 def _normalized(samples: np.ndarray, max_gain_db: float = 30.0, target: float = 0.5) -> np.ndarray:
@@ -354,8 +400,9 @@ class _Window:
 
 
 def _ownership(chunks: Sequence[Chunk]) -> list[tuple[float, float]]:
-    """The part of the timeline each chunk answers for: its own padded span, cut where it meets a
-    neighbour's at the middle of the pause between their speech (so that no audio is decoded twice)."""
+    """The part of the timeline each chunk answers for: its speech, and its padding up to the middle
+    of the pause before the neighbouring chunk's speech. These spans tile the timeline without
+    overlap, so no audio is decoded twice and no word is kept twice."""
     bounds = []
     for i, c in enumerate(chunks):
         lo, hi = c.start, c.end
@@ -363,7 +410,7 @@ def _ownership(chunks: Sequence[Chunk]) -> list[tuple[float, float]]:
             lo = max(lo, (chunks[i - 1].speech_end + c.speech_start) / 2)
         if i < len(chunks) - 1:
             hi = min(hi, (c.speech_end + chunks[i + 1].speech_start) / 2)
-        bounds.append((min(lo, c.speech_start), max(hi, c.speech_end)))
+        bounds.append((round(min(lo, c.speech_start), 3), round(max(hi, c.speech_end), 3)))
     return bounds
 
 
@@ -430,7 +477,8 @@ def _split_at_pause(c: Chunk, lo: float, hi: float, room: float, pad: float, lev
             break
     if cut is None and levels is not None:
         hop = _HOP
-        i, j = int(math.ceil((lo + _MIN_FILL) / hop)), min(int((lo + room) / hop), int((hi - _MIN_FILL) / hop), len(levels))
+        i = int(math.ceil((lo + _MIN_FILL) / hop))
+        j = min(int((lo + room) / hop), int((hi - _MIN_FILL) / hop), len(levels))
         a, b = int(lo / hop), min(int(hi / hop), len(levels))
         if j > i and b > a:
             k = i + int(np.argmin(levels[i:j]))
@@ -522,7 +570,9 @@ def _decoder(model, language: str, options) -> _Decoder:
 
     tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
     previous = tokenizer.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else []
-    prompt = model.get_prompt(tokenizer, previous, without_timestamps=True, hotwords=options.hotwords)
+    # With timestamp tokens, as Whisper was trained: without them (faster-whisper's batched default)
+    # it measured to stop early in a full window, leaving whole chunks without words.
+    prompt = model.get_prompt(tokenizer, previous, without_timestamps=False, hotwords=options.hotwords)
     return _Decoder(tokenizer, tuple(prompt), tuple(get_suppressed_tokens(tokenizer, [-1])), options.beam_size)
 
 
@@ -597,11 +647,14 @@ def _decode_batch(model, inputs: Sequence[np.ndarray], dec: _Decoder, opts: Regi
         words = tuple(
             (float(w["start"]), float(w["end"]), w["word"], float(w["probability"])) for w in seg.get("words", ())
         )
-        out.append(_Decoded(words, float(seg["no_speech_prob"]), float(seg["avg_logprob"]), float(seg["compression_ratio"])))
+        scores = (float(seg["no_speech_prob"]), float(seg["avg_logprob"]), float(seg["compression_ratio"]))
+        out.append(_Decoded(words, *scores))
     return out
 
 
-def _decode_alone(model, x: np.ndarray, language: str, options, opts: RegionOptions) -> list[tuple[float, float, str, float]]:
+def _decode_alone(
+    model, x: np.ndarray, language: str, options, opts: RegionOptions
+) -> list[tuple[float, float, str, float]]:
     """One stretch with faster-whisper's sequential decoder: its temperature fallback and its
     no-speech rule. Word times relative to the start of `x`."""
     temps = tuple(options.temperature) or (0.0,)
@@ -669,37 +722,77 @@ def _has_voice(x: np.ndarray, min_speech: float = 0.3) -> bool:
     return bool(stamps)
 
 
+@dataclass(frozen=True)
+class _Request:
+    """Speech `start`..`end` of chunk `chunk` to decode again, from audio `a`..`b`."""
+
+    chunk: int
+    start: float
+    end: float
+    a: float
+    b: float
+
+
 class _Coverage:
-    """The second pass: decode again what the first left without words, and count what happens."""
+    """The second pass: decode again, on their own, what the first pass got wrong, and count it."""
 
-    def __init__(self, model, audio: Audio, language: str, options, opts: RegionOptions, stats: dict[str, Any]):
-        self.model, self.audio, self.language = model, audio, language
-        self.options, self.opts, self.stats = options, opts, stats
+    def __init__(self, model, audio: Audio, chunks, owned, dec: _Decoder, language: str, options, opts, stats):
+        self.model, self.audio, self.chunks, self.owned = model, audio, chunks, owned
+        self.dec, self.language, self.options, self.opts, self.stats = dec, language, options, opts, stats
 
-    def redecode(self, c: Chunk, s: float, e: float, depth: int = 0) -> list[Word]:
-        """Words for speech `s`..`e` of chunk `c`, decoded on their own; in halves if nothing comes back."""
-        opts, audio = self.opts, self.audio
-        sr = audio.sample_rate
+    def request(self, i: int, s: float, e: float) -> _Request:
+        c, opts = self.chunks[i], self.opts
         a, b = max(c.start, s - opts.pad), min(c.end, e + opts.pad)
         if b - a < opts.min_chunk:
             widen = (opts.min_chunk - (b - a)) / 2
-            a, b = max(0.0, a - widen), min(audio.duration, b + widen)
-        x = audio.samples[int(a * sr) : int(b * sr)]
-        if opts.normalize_gain:
-            x = np.clip(x * _gain(x, opts.max_gain_db), -1.0, 1.0).astype(np.float32)
+            a, b = max(0.0, a - widen), min(self.audio.duration, b + widen)
+        return _Request(i, s, e, a, b)
+
+    def audio_of(self, r: _Request) -> np.ndarray:
+        x = _slice(self.audio, r.a, r.b)
+        if self.opts.normalize_gain:
+            x = np.clip(x * _gain(x, self.opts.max_gain_db), -1.0, 1.0).astype(np.float32)
+        return x
+
+    def _words(self, r: _Request, raw) -> list[Word]:
+        """Decoded words in recording time, kept when over the stretch and in the chunk's own span."""
+        c, slack = self.chunks[r.chunk], self.opts.speech_slack
+        lo, hi = self.owned[r.chunk]
+        out = []
+        for ws, we, text, p in raw:
+            s, e = r.a + ws, min(r.a + max(we, ws), r.b)
+            mid = (s + e) / 2
+            if r.start - slack <= mid <= r.end + slack and lo <= mid <= hi:
+                out.append(Word(round(s, 3), round(e, 3), text, round(float(p), 4), c.speaker))
+        return out
+
+    def batch(self, requests: Sequence[_Request]) -> list[list[Word]]:
+        """Each request decoded on its own, in batches, at temperature 0;
+        what Whisper scores as silence or a repetition loop comes back empty."""
+        opts = self.opts
+        out: list[list[Word]] = []
+        for k in range(0, len(requests), opts.batch_size):
+            group = requests[k : k + opts.batch_size]
+            for r, d in zip(group, _decode_batch(self.model, [self.audio_of(r) for r in group], self.dec, opts)):
+                silent = d.no_speech_prob > opts.no_speech_threshold and d.avg_logprob < opts.log_prob_threshold
+                looping = d.compression_ratio > opts.compression_ratio_threshold
+                out.append([] if silent or looping else self._words(r, d.words))
+        self.stats["redecoded"] += len(requests)
+        return out
+
+    def fallback(self, r: _Request, depth: int = 0) -> list[Word]:
+        """One stretch with faster-whisper's temperature fallback; in halves if still nothing."""
+        x = self.audio_of(r)
         if not _has_voice(x):
             return []
         self.stats["redecoded"] += 1
-        words = [
-            Word(round(a + ws, 3), round(min(a + max(we, ws), b), 3), text, round(float(p), 4), c.speaker)
-            for ws, we, text, p in _decode_alone(self.model, x, self.language, self.options, opts)
-            if s - opts.speech_slack <= a + (ws + we) / 2 <= e + opts.speech_slack
-        ]
-        if words or depth or e - s < 2 * opts.min_uncovered:
+        words = self._words(r, _decode_alone(self.model, x, self.language, self.options, self.opts))
+        if words or depth or r.end - r.start < 2 * self.opts.min_uncovered:
             return words
-        levels = _levels(Audio(audio.samples[int(s * sr) : int(e * sr)]))
-        mid = s + _quietest(levels, 0.1, (e - s) / 3, 2 * (e - s) / 3)
-        return self.redecode(c, s, mid, 1) + self.redecode(c, mid, e, 1)
+        levels = _levels(Audio(_slice(self.audio, r.start, r.end)))
+        mid = r.start + _quietest(levels, _HOP, (r.end - r.start) / 3, 2 * (r.end - r.start) / 3)
+        first, second = self.request(r.chunk, r.start, mid), self.request(r.chunk, mid, r.end)
+        return self.fallback(first, 1) + self.fallback(second, 1)
 
 
 # --------------------------------------------------------------------------- the stage
@@ -789,24 +882,71 @@ def transcribe_chunks(
         stats["dropped_outside_speech"] += len(words) - len(kept)
         return kept
 
-    # Pass 2, the coverage check: speech left without words is decoded again on its own.
-    coverage = _Coverage(model, audio, language, options, opts, stats)
-    final: dict[int, list[Word]] = {}
+    # Pass 2, the coverage check, everything decoded on its own. (a) A chunk whose window failed,
+    # or whose word rate is implausible (too few words: Whisper skipped some; too many: it looped),
+    # is decoded again; the more plausible result is kept. (b) Stretches of speech still without
+    # words are decoded again; (c) those still empty, with temperature fallback, then in halves.
+    coverage = _Coverage(model, audio, chunks, owned, dec, language, options, opts, stats)
+    voiced: dict[int, bool] = {}
+
+    def has_voice(i: int) -> bool:
+        if i not in voiced:
+            whole = coverage.request(i, chunks[i].speech_start, chunks[i].speech_end)
+            voiced[i] = _has_voice(coverage.audio_of(whole))
+        return voiced[i]
+
+    def plausible(i: int, words: list[Word]) -> list[Word]:
+        """Words of a chunk in which Silero VAD hears no voice at all, and that Whisper itself
+        doubts, are what Whisper invents over noise and silence ("you", "Thank you.")."""
+        if words and np.mean([w.probability for w in words]) < opts.doubtful_probability and not has_voice(i):
+            log.debug("dropped %r at %.2f s: no voice there", "".join(w.text for w in words), words[0].start)
+            stats["dropped_no_speech"] += len(words)
+            return []
+        return words
+
+    final = {i: plausible(i, over_speech(i, found[i])) for i in range(len(chunks))}
+    seconds = [sum(e - s for s, e in c.speech) for c in chunks]
+
+    def sparse(i: int, words: Sequence[Word]) -> bool:
+        return seconds[i] >= opts.min_uncovered and len(words) < opts.min_word_rate * seconds[i]
+
+    def dense(i: int, words: Sequence[Word]) -> bool:
+        return len(words) > opts.max_word_rate * max(seconds[i], 1.0)
+
+    redo = [coverage.request(i, c.speech_start, c.speech_end) for i, c in enumerate(chunks)
+            if dense(i, final[i]) or ((i in retry or sparse(i, final[i])) and has_voice(i))]
+    for r, again in zip(redo, coverage.batch(redo)):
+        i, old = r.chunk, final[r.chunk]
+        again = plausible(i, over_speech(i, again))
+        if dense(i, old) and len(again) < len(old):
+            stats["dropped_repetition"] += len(old) - len(again)
+            final[i] = again
+        elif len(again) > len(old) and not dense(i, again):
+            stats["recovered_words"] += len(again) - len(old)
+            final[i] = again
+        log.debug("chunk at %.2f-%.2f s: %d word(s) on its own, %d in its window", r.start, r.end, len(again), len(old))
+
+    def add(i: int, more: Sequence[Word]) -> None:
+        more = plausible(i, over_speech(i, list(more)))
+        if more:
+            stats["recovered_words"] += len(more)
+            final[i] = sorted(final[i] + list(more), key=lambda w: (w.start, w.end))
+
+    gaps = [
+        coverage.request(i, s, e)
+        for i, c in enumerate(chunks)
+        for s, e in _uncovered(c.speech, final[i], opts.min_uncovered)
+    ]
+    gaps = [r for r in gaps if _has_voice(coverage.audio_of(r))]
+    still = []
+    for r, more in zip(gaps, coverage.batch(gaps)):
+        add(r.chunk, more)
+        if not more:
+            still.append(r)
+    for r in still:
+        add(r.chunk, coverage.fallback(r))
     for i, c in enumerate(chunks):
-        words = over_speech(i, found[i])
-        if i in retry:
-            stretches = [(c.speech_start, c.speech_end)]
-        else:
-            stretches = _uncovered(c.speech, words, opts.min_uncovered)
-        for s, e in stretches:
-            lo, hi = owned[i]
-            more = [w for w in over_speech(i, coverage.redecode(c, s, e)) if lo <= (w.start + w.end) / 2 <= hi]
-            if more:
-                stats["recovered_words"] += len(more)
-                log.debug("recovered %d word(s) at %.2f-%.2f s", len(more), s, e)
-                words = sorted(words + more, key=lambda w: (w.start, w.end))
-        final[i] = words
-        stats["uncovered_seconds"] += sum(e - s for s, e in _uncovered(c.speech, words, opts.min_uncovered))
+        stats["uncovered_seconds"] += sum(e - s for s, e in _uncovered(c.speech, final[i], opts.min_uncovered))
 
     stats["uncovered_seconds"] = round(stats["uncovered_seconds"], 3)
     words = tuple(sorted((w for i in range(len(chunks)) for w in final[i]), key=lambda w: (w.start, w.end)))
