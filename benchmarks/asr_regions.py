@@ -8,21 +8,23 @@ default composer options: pauses, 5% overlap, +-6 dB speaker levels, pink noise 
 per (seed, speaker count), plus one with a long quiet turn (a speaker at -20 dB, a 25 s turn).
 On each, with the same faster-whisper model (`Recognizer`, int8 on CPU) and the same options:
 
-- `sequential`: `Recognizer.__call__`, the pipeline's ASR stage today (whole file, VAD filter,
-  word timestamps, no conditioning on previous text);
+- `usual`: faster-whisper's defaults (no VAD, conditioning on previous text) with word timestamps,
+  the ASR of `benchmarks/usual_pipeline.py`: the insertions to beat;
+- `sequential`: `Recognizer.__call__`, `--asr-mode whole` (whole file, VAD filter, word
+  timestamps, no conditioning on previous text): the speed baseline;
 - `regions`: `transcribe.regions` over the reference RTTM turns (isolates the ASR stage);
 - `regions+vad`: over Silero VAD regions (`vad_regions`, what `--no-diarize` uses), VAD time included;
 - `regions+diar` (with --diarize): over the exclusive turns of our diarization (its time is not
   counted: the pipeline runs diarization anyway);
 - `ceiling`: every reference clip transcribed on its own (`Recognizer`, the original clip audio);
-- `ceiling_in_meeting`: every reference turn's span of the meeting transcribed on its own (the
+- `ceiling_in_meeting` (with --ceiling-in-meeting): every reference turn's span of the meeting transcribed on its own (the
   same clip with the meeting's level, noise and overlapping neighbours: what perfect regions give).
 
 Scores: WER (Whisper's English normalizer) with substitutions, deletions and insertions pooled over
 the meetings; per reference turn (RTTM line) of >= 3 s, the share of its words recognised (words
 whose middle lies in the turn), and the count of such turns under 50%. Time: the ASR stage only,
 `sequential` and `regions` alternated `--reps` times on each meeting; the speed-up is the ratio of
-the summed best-of-reps times. Then 60 s of digital silence and 60 s of pink noise (-40 dBFS):
+the summed best-of-reps times; the load average is recorded. Then 60 s of digital silence and 60 s of pink noise (-40 dBFS):
 words from `sequential` and from `regions` over Silero VAD regions (and over diarization with
 --diarize); the target is none.
 """
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -98,6 +101,13 @@ def run_regions(rec: Recognizer, audio: Audio, turns: Sequence[Turn], options: A
     return transcribe_chunks(rec, audio, chunks, options, region_options=ropts)
 
 
+def run_usual_asr(rec: Recognizer, audio: Audio, options: AsrOptions) -> list[Word]:
+    """The usual pipeline's ASR (benchmarks/usual_pipeline.py): faster-whisper's defaults (no VAD,
+    conditioning on previous text) plus word timestamps; the insertions to beat."""
+    segments, _ = rec.model.transcribe(audio.samples, language=options.language, word_timestamps=True)
+    return [Word(w.start, w.end, w.word, w.probability) for s in segments for w in s.words or ()]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
@@ -109,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--diarize", action="store_true", help="also regions from our diarization")
     ap.add_argument("--no-quiet", action="store_true", help="leave out the meeting with a quiet turn")
     ap.add_argument("--no-ceiling", action="store_true")
+    ap.add_argument("--ceiling-in-meeting", action="store_true",
+                    help="also each reference turn's span of the meeting on its own (slow)")
     ap.add_argument("--clips", type=Path, default=HERE.parent / "samples" / "clips.jsonl")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for CTranslate2 (0: its default)")
     ap.add_argument("-o", "--output", type=Path, default=HERE / "results" / "asr_regions.json")
@@ -137,8 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             clips, 11, 0, args.minutes, "en",
             ComposeOptions(quiet_turn=25.0, speaker_set=("lj", "mfa_mcauliffe", "librivox_sonnets", "jfk"))))
 
-    systems = ["sequential", "regions", "regions+vad"] + (["regions+diar"] if diarizer else [])
-    systems += [] if args.no_ceiling else ["ceiling", "ceiling_in_meeting"]
+    systems = ["usual", "sequential", "regions", "regions+vad"] + (["regions+diar"] if diarizer else [])
+    systems += [] if args.no_ceiling else ["ceiling"] + (["ceiling_in_meeting"] if args.ceiling_in_meeting else [])
+    load_before = os.getloadavg()
     per_meeting: list[dict[str, Any]] = []
     for m in meetings:
         audio = Audio(m.samples, m.name)
@@ -161,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             regd, dt = timed(run_regions, rec, audio, d.exclusive, options, ropts)
             row["regions+diar"] = score(m.utterances, regd.words) | {
                 "seconds": [round(dt, 2)], "diarization_seconds": round(d_dt, 2), "stats": dict(regd.stats)}
+        usual, dt = timed(run_usual_asr, rec, audio, options)
+        row["usual"] = score(m.utterances, usual) | {"seconds": [round(dt, 2)]}
         if not args.no_ceiling:
             words: list[Word] = []
             t0 = time.perf_counter()
@@ -169,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for w in rec(clip, options).words:
                     words.append(Word(u.start + w.start, u.start + w.end, w.text, w.probability))
             row["ceiling"] = score(m.utterances, words) | {"seconds": [round(time.perf_counter() - t0, 2)]}
+        if args.ceiling_in_meeting:
             words = []
             t0 = time.perf_counter()
             for u in m.utterances:
@@ -185,7 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     background = []
     for x in (compose_background("silence", 60.0), compose_background("noise", 60.0, seed=1)):
         audio = Audio(x.samples, x.name)
-        item = {"name": x.name, "sequential_words": len(rec(audio, options).words)}
+        item = {"name": x.name, "sequential_words": len(rec(audio, options).words),
+                "usual_words": len(run_usual_asr(rec, audio, options))}
         vad = vad_regions(audio)
         item["vad_regions"] = len(vad)
         r = run_regions(rec, audio, vad, options, ropts)
@@ -204,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = {
         "command": " ".join(["python", "benchmarks/asr_regions.py", *(argv if argv is not None else sys.argv[1:])]),
         "model": args.model,
+        "cpus": os.cpu_count(),
+        "load_average_before_after": [round(x, 2) for x in (*load_before, *os.getloadavg())],
         "language": args.language or None,
         "region_options": asdict(ropts),
         "summary": summary,
@@ -222,8 +241,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"| {s} | {p['wer']:.3f} | {p['substitutions']} | {p['deletions']} ({p['deletion_rate']:.1%}) | "
               f"{p['insertions']} | {p['turns_under_half']} / {p['turns_3s']} | {t} |")
     print(f"speed-up of the ASR stage (sequential / regions): {summary['speedup']:.2f}x")
+    print(f"{os.cpu_count()} CPUs; load average (1, 5, 15 min) before {result['load_average_before_after'][:3]}, "
+          f"after {result['load_average_before_after'][3:]}")
     for b in background:
-        print(f"{b['name']}: sequential {b['sequential_words']} words, regions (VAD) {b['regions_words']} words"
+        print(f"{b['name']}: usual {b['usual_words']} words, sequential {b['sequential_words']} words, "
+              f"regions (VAD) {b['regions_words']} words"
               + (f", regions (diarization) {b['regions+diar_words']} words" if "regions+diar_words" in b else ""))
     print(f"JSON: {args.output}")
     return 0

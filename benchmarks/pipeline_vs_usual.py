@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -41,6 +42,8 @@ def run_system(system: str, audio_path: str, out_json: str, model: str, num_spea
     data = transcript_to_json(transcript)
     data["stats"] = dict(data.get("stats", {}))
     data["stats"]["wall_s"] = round(time.perf_counter() - t0, 3)
+    cpu = os.times()  # user + system time of every thread of this process: far less sensitive to load than wall time
+    data["stats"]["cpu_s"] = round(cpu.user + cpu.system, 3)
     data["stats"]["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     Path(out_json).write_text(json.dumps(data))
 
@@ -68,6 +71,7 @@ def score(item, hyp_json: Path) -> dict:
         "cpwer": cp.rate,
         "speakers": len(hyp.speakers),
         "wall_s": data["stats"]["wall_s"],
+        "cpu_s": data["stats"]["cpu_s"],
         "timings": data["stats"].get("timings", {}),
         "peak_rss_mb": data["stats"]["peak_rss_mb"],
         "duration": hyp.duration,
@@ -93,6 +97,8 @@ def main() -> None:
     ap.add_argument("--model", default="base")
     ap.add_argument("--given-speakers", action="store_true", help="pass the true speaker count to both systems")
     ap.add_argument("--systems", default="usual,ours")
+    ap.add_argument("--usual-max-minutes", type=float, default=None,
+                    help="run the usual pipeline only on files up to this long (it is the slow one)")
     ap.add_argument("--child", nargs=3, metavar=("SYSTEM", "AUDIO", "OUT_JSON"), help=argparse.SUPPRESS)
     ap.add_argument("--num-speakers", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -107,6 +113,8 @@ def main() -> None:
         stem = Path(item["audio"]).stem
         row = {"file": stem}
         for system in args.systems.split(","):
+            if system == "usual" and args.usual_max_minutes and item.get("duration", 0) > 60 * args.usual_max_minutes:
+                continue
             out_json = work / f"{stem}.{system}.json"
             cmd = [sys.executable, __file__, "--model", args.model, "--child", system, item["audio"], str(out_json)]
             if args.given_speakers and item.get("speakers"):
@@ -117,26 +125,39 @@ def main() -> None:
                                                   for k, v in row[system].items() if not k.startswith("_") and k != "timings"), flush=True)
         rows.append(row)
     systems = args.systems.split(",")
-    pooled = {}
-    for system in systems:
-        sums = {m: [0.0, 0.0] for m in ("wer", "der", "cpwer")}
-        wall = audio = 0.0
-        peak = 0.0
-        for r in rows:
-            for m in sums:
-                sums[m][0] += r[system]["_counts"][m][0]
-                sums[m][1] += r[system]["_counts"][m][1]
-            wall += r[system]["wall_s"]
-            audio += r[system]["duration"]
-            peak = max(peak, r[system]["peak_rss_mb"])
-        pooled[system] = {m: (a / b if b else None) for m, (a, b) in sums.items()} | {
-            "rtf": wall / audio, "wall_s": wall, "peak_rss_mb": peak}
-    summary = {"model": args.model, "files": rows, "pooled": pooled}
-    if {"usual", "ours"} <= set(systems):
-        summary["speedup"] = pooled["usual"]["wall_s"] / pooled["ours"]["wall_s"]
+    summary = {"model": args.model, "files": rows, "pooled": {s: pool([r[s] for r in rows if s in r]) for s in systems}}
+    paired = [r for r in rows if "usual" in r and "ours" in r]
+    if paired:  # speed-ups and deltas on the files both systems ran
+        usual, ours = pool([r["usual"] for r in paired]), pool([r["ours"] for r in paired])
+        summary["paired"] = {"files": [r["file"] for r in paired], "usual": usual, "ours": ours,
+                             "speedup_wall": usual["wall_s"] / ours["wall_s"], "speedup_cpu": usual["cpu_s"] / ours["cpu_s"]}
+    for system in systems:  # cost per audio minute against length, relative to the shortest file
+        runs = sorted((r[system] for r in rows if system in r), key=lambda x: x["duration"])
+        if runs:
+            base = runs[0]
+            summary.setdefault("scaling", {})[system] = [
+                {"minutes": round(x["duration"] / 60, 2),
+                 "wall_s_per_min": round(60 * x["wall_s"] / x["duration"], 2),
+                 "cpu_s_per_min": round(60 * x["cpu_s"] / x["duration"], 2),
+                 "cpu_cost_vs_shortest": round((x["cpu_s"] / x["duration"]) / (base["cpu_s"] / base["duration"]), 3),
+                 "wall_cost_vs_shortest": round((x["wall_s"] / x["duration"]) / (base["wall_s"] / base["duration"]), 3),
+                 "peak_rss_mb": x["peak_rss_mb"]}
+                for x in runs]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(summary, indent=2))
-    print(json.dumps({"pooled": pooled, "speedup": summary.get("speedup")}, indent=2))
+    print(json.dumps({k: v for k, v in summary.items() if k != "files"}, indent=2))
 
+
+def pool(runs: list[dict]) -> dict:
+    """Error rates pooled over files (errors over reference size), total time, worst peak memory."""
+    out: dict = {}
+    for metric in ("wer", "der", "cpwer"):
+        errors = sum(r["_counts"][metric][0] for r in runs)
+        size = sum(r["_counts"][metric][1] for r in runs)
+        out[metric] = errors / size if size else None
+    wall, cpu, audio = (sum(r[k] for r in runs) for k in ("wall_s", "cpu_s", "duration"))
+    return out | {"wall_s": wall, "cpu_s": cpu, "rtf": wall / audio if audio else None,
+                  "peak_rss_mb": max((r["peak_rss_mb"] for r in runs), default=0.0)}
 
 if __name__ == "__main__":
     main()

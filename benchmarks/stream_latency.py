@@ -13,7 +13,8 @@ Reported (one run, one machine; the load average at start and end is printed wit
   (median, p95), and the same per word;
 - first partial: arrival of the first caption text of each utterance minus the start of its
   speech, and minus the end of its first word;
-- WER of the streamed finals and of the offline run against the reference (STM) text, and the
+- WER of the streamed finals, of the offline recognition and of `transcribe run` itself (same
+  model, --no-diarize) against the reference (STM) text, the gaps in points, and the
   speaker-attributed cpWER of the stream;
 - with --loop N (the recording N times over, e.g. 60 x 30 s = 30 min): resident memory of the
   stream process and the recognizer lag over time.
@@ -287,7 +288,20 @@ def analyse(messages, t0: float, ref_words, period: float, utter_gap: float = 0.
     }
 
 
-def wers(messages, ref_words, stm: Path | None, loops: int) -> dict:
+def run_words(audio_path: Path, model: str = "tiny.en"):
+    """The words of `transcribe run` itself (the installed command, --no-diarize, JSON) on the
+    same audio with the same model: the offline figure the streaming WER is held against."""
+    from transcribe.types import Word
+
+    with tempfile.TemporaryDirectory(prefix="stream-bench-run-") as d:
+        cmd = [str(Path(sys.executable).parent / "transcribe"), "run", str(audio_path), "-m", model, "-l", "en",
+               "--no-diarize", "-f", "json", "-o", d, "-q"]
+        subprocess.run(cmd, check=True, timeout=3600)
+        data = json.loads(next(Path(d).glob("*.json")).read_text())
+    return [Word(w["start"], w["end"], w["word"] if "word" in w else w["text"]) for seg in data["segments"] for w in seg["words"]]
+
+
+def wers(messages, ref_words, stm: Path | None, loops: int, run: list | None = None) -> dict:
     from transcribe.attribution import build_segments
     from transcribe.evaluation.metrics import speaker_attributed_errors, word_errors
     from transcribe.types import Word
@@ -307,6 +321,10 @@ def wers(messages, ref_words, stm: Path | None, loops: int) -> dict:
         out["wer_stream"] = round(s.rate, 4)
         out["wer_offline"] = round(o.rate, 4)
         out["wer_gap_points"] = round(100 * (s.rate - o.rate), 1)
+        if run is not None:
+            r = word_errors(ref_text, " ".join(w.text.strip() for w in run), "en")
+            out["wer_transcribe_run"] = round(r.rate, 4)
+            out["wer_gap_vs_transcribe_run_points"] = round(100 * (s.rate - r.rate), 1)
         cp, _ = speaker_attributed_errors(ref_segments, build_segments(words), "en")
         out["cpwer_stream"] = round(cp.rate, 4)
     out["wer_stream_vs_offline"] = round(word_errors(offline_text, stream_text, "en").rate, 4)
@@ -325,6 +343,7 @@ def main() -> None:
     ap.add_argument("--loop", type=int, default=1, help="push the recording this many times (1 s apart)")
     ap.add_argument("--out", type=Path, default=None, help="write the figures and messages here (JSON)")
     ap.add_argument("--reanalyse", type=Path, default=None, help="recompute the figures of a run saved with --out")
+    ap.add_argument("--no-run", action="store_true", help="skip `transcribe run` (its WER is reported beside the stream's)")
     ap.add_argument("stream_args", nargs="*", help="extra options for `transcribe stream` (after --)")
     args = ap.parse_args()
     if str(args.audio) == "ljspeech":
@@ -337,6 +356,7 @@ def main() -> None:
     print(f"load average at start: {loadavg()}", flush=True)
     ref, offline_s = offline_words(audio)
     print(f"offline reference: {len(ref)} words in {offline_s:.1f} s", flush=True)
+    run = None if args.no_run or args.loop > 1 or stm is None else run_words(args.audio)
     gap = np.zeros(SR, dtype=np.float32)
     pushed = np.concatenate([np.concatenate([audio, gap]) for _ in range(args.loop)]) if args.loop > 1 else audio
     period = (len(audio) + len(gap)) / SR
@@ -348,7 +368,7 @@ def main() -> None:
         msgs = [(t, m) for t, m in saved["messages"]]
         figures = {k: saved["figures"][k] for k in ("via", "audio", "seconds_pushed", "loop") if k in saved["figures"]}
         figures.update(analyse(msgs, 0.0, ref_all, period if args.loop > 1 else len(pushed) / SR + 1))
-        figures.update(wers(msgs, ref_all, stm, args.loop))
+        figures.update(wers(msgs, ref_all, stm, args.loop, run))
         keep = ("lag_max", "lag_mean_first_third", "lag_mean_last_third", "shed_seconds", "rss_mb_first", "rss_mb_max",
                 "rss_mb_last", "rss_mb_per_10min_second_half", "load_average_end")
         figures.update({k: saved["figures"][k] for k in keep if k in saved["figures"]})
@@ -416,7 +436,7 @@ def main() -> None:
     msgs = client.messages
     figures = {"via": args.via, "audio": str(args.audio), "seconds_pushed": round(len(pushed) / SR, 1), "loop": args.loop}
     figures.update(analyse(msgs, t0, ref_all, period if args.loop > 1 else len(pushed) / SR + 1))
-    figures.update(wers(msgs, ref_all, stm, args.loop))
+    figures.update(wers(msgs, ref_all, stm, args.loop, run))
     statuses = [(t - t0, m) for t, m in msgs if m.get("type") == "status"]
     lags = [m["lag"] for _, m in statuses]
     if lags:

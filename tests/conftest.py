@@ -52,7 +52,3 @@ def sample() -> Path:
     """pyannote's 30 s two-speaker sample.wav (with sample.rttm and sample.stm beside it)."""
     return pyannote_sample(".wav")
 
-
-# Work in progress, kept out of the suite until it passes here: streaming (issue 4) and
-# speech-region ASR (issue 6). Their code is in transcribe/streaming/ and transcribe/regions.py.
-collect_ignore_glob = ["test_stream*.py", "test_regions.py"]

@@ -267,8 +267,12 @@ def test_cli_keeps_the_words_of_a_long_quiet_turn(quiet_meeting, tmp_path: Path,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["silence", "noise"])
-def test_cli_writes_no_words_for_silence_or_noise(kind: str, tmp_path: Path, store) -> None:
+@pytest.mark.parametrize(
+    ("kind", "diarize"), [("silence", "--no-diarize"), ("noise", "--no-diarize"), ("noise", "--diarize")]
+)
+def test_cli_writes_no_words_for_silence_or_noise(kind: str, diarize: str, tmp_path: Path, store) -> None:
+    """60 s of digital silence or of pink noise: no words, and every output valid and empty.
+    (Silence with diarization: tests/test_cli_inputs.py.)"""
     import webvtt
 
     import cli
@@ -278,14 +282,38 @@ def test_cli_writes_no_words_for_silence_or_noise(kind: str, tmp_path: Path, sto
     line = compose(tmp_path, f"--{kind}", "60", *(["--noise-db", "-35"] if kind == "noise" else []))
     wav = tmp_path / line["audio"]
     out = tmp_path / "out"
-    r = run_cli("run", wav, "-o", out, "--quiet", "-f", "json,vtt,srt,rttm,txt")
+    r = run_cli("run", wav, "-o", out, "--quiet", "-m", "tiny.en", diarize, "-f", "json,vtt,srt,rttm,txt,md")
     assert r.returncode == cli.EXIT_OK, r.stderr
-    transcript = transcript_from_json(json.loads((out / f"{wav.stem}.json").read_text()))
-    assert transcript.words == () and transcript.segments == ()
-    assert transcript.stats["words"] == 0
-    assert len(webvtt.read(str(out / f"{wav.stem}.vtt"))) == 0
-    assert (out / f"{wav.stem}.srt").read_text().strip() == ""
-    assert (out / f"{wav.stem}.rttm").read_text().strip() == ""
+    data = json.loads((out / f"{wav.stem}.json").read_text())
+    assert data["segments"] == [] and data["duration"] == pytest.approx(60.0, abs=0.05)
+    transcript = transcript_from_json(data)
+    assert transcript.words == () and transcript.stats["words"] == 0
+    assert transcript.options["asr_mode"] == "regions"
+    assert transcript.stats["asr_regions"]["uncovered_seconds"] == 0.0
+    vtt = (out / f"{wav.stem}.vtt").read_text()
+    assert vtt.strip() == "WEBVTT" and len(webvtt.read(str(out / f"{wav.stem}.vtt"))) == 0
+    for ext in ("srt", "rttm", "txt"):
+        assert (out / f"{wav.stem}.{ext}").read_text().strip() == "", ext
+    assert "No speech was detected" in (out / f"{wav.stem}.md").read_text()
+
+
+def test_cli_refuses_an_unknown_asr_mode(tmp_path: Path) -> None:
+    import cli
+    from conftest import run_cli
+
+    r = run_cli("run", REPO / "samples" / "misc" / "jfk.flac", "-o", tmp_path, "--asr-mode", "fast")
+    assert r.returncode == cli.EXIT_INPUT
+    assert r.stderr.strip().splitlines() == ["Error: --asr-mode must be one of regions, whole, got 'fast'"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_words_keep_their_chunk_speaker_and_others_get_the_turn_they_overlap() -> None:
+    from transcribe.pipeline import _attributed
+
+    turns = (Turn(0.0, 2.0, "A"), Turn(2.0, 4.0, "B"))
+    words = (Word(1.8, 2.6, " x", speaker="A"), Word(1.8, 2.6, " y"), Word(0.1, 0.3, " z"))
+    assert [w.speaker for w in _attributed(words, turns)] == ["A", "B", "A"]
+    assert words[1].speaker is None  # pure: the input is unchanged
 
 
 def test_vad_regions_find_the_speech_of_a_real_recording() -> None:

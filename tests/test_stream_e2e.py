@@ -201,7 +201,8 @@ def test_stdin_container_is_sniffed_and_decoded(store, tmp_path):
     import difflib
 
     matched = sum(b.size for b in difflib.SequenceMatcher(None, reference, words).get_matching_blocks())
-    assert matched >= 0.75 * len(reference) and in_order(words, ["americans", "country", "country"]), words
+    # ("Americans" comes out as "American" in some runs: the window, not the source, decides)
+    assert matched >= 0.75 * len(reference) and in_order(words, ["fellow", "country", "country"]), words
     assert all(m["speaker"] is None for m in finals if m["type"] == "final")
 
 
@@ -416,7 +417,9 @@ def test_rtmp_publisher_drops_and_media_server_restarts_session_goes_on(store, n
     nginx.stop()  # the media server restarts while nobody publishes
     time.sleep(2.0)
     nginx.start()
-    time.sleep(2.0)
+    # nginx keeps no audio for players that come late: publish once ours is back (its backoff
+    # goes up to 4 s; on a loaded machine ffmpeg takes a second or two more to start)
+    time.sleep(7.0)
     second = publish(url, sample, 14.4)  # "And I'm Sheila in Texas ... New Jersey now."
     processes.append(second)
     assert second.wait(60) == 0

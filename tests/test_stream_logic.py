@@ -218,7 +218,7 @@ class Clock:
         return self.t
 
 
-def run_engine(audio, *, options=None, embedder=None, speakers=None, namer=None, cost=0.0, chunk=0.1, gaps=()):
+def run_engine(audio, *, options=None, embedder=None, speakers=None, namer=None, cost=0.0, chunk=0.1, gaps=(), probe=True):
     """Feed `audio` in real time on a fake clock, stepping when the engine is ready; returns
     the engine and (time, caption) pairs. `gaps`: (at seconds of audio fed, gap seconds)."""
     clock = Clock()
@@ -240,6 +240,8 @@ def run_engine(audio, *, options=None, embedder=None, speakers=None, namer=None,
             fed += n
         if engine.ready():
             out += [(clock.t, c) for c in engine.step()]
+        elif probe and engine.probe_ready():
+            out += [(clock.t, c) for c in engine.probe()]
         else:
             clock.t += chunk
     engine.close()
@@ -275,6 +277,18 @@ def test_engine_final_words_in_order_and_fast():
     assert ids == list(range(len(ids)))
     # silence was not decoded: fewer passes than steps
     assert decoder.calls < 10.0 / 0.5
+
+
+def test_engine_probe_shows_the_first_words_early_and_leaves_finals_alone():
+    # speech starts just after an idle step: without a probe its first text waits for the next
+    script = [(0.6, 1.6, 1), (1.7, 2.4, 2), (2.5, 3.0, 3)]
+    audio = synth(script, 5.0)
+    engine, out, _ = run_engine(audio, cost=0.2)
+    plain, plain_out, _ = run_engine(audio, cost=0.2, probe=False)
+    first = min(t for t, c in out if c.text)
+    assert first - 0.6 <= 0.3 + 0.1 + 0.2 + 1e-6  # probe_speech + probe_interval + a pass
+    assert first < min(t for t, c in plain_out if c.text)
+    assert engine.stats.probes == 1 and texts(engine.words) == texts(plain.words)
 
 
 def test_engine_prompt_is_text_before_the_window():
@@ -576,3 +590,52 @@ def test_hostport_and_urls():
     assert not is_live_url("meeting.webm")
     assert display_source("rtmp://user:pw@media.example:1935/live/SECRETKEY?token=x") == "rtmp://media.example:1935"
     assert display_source("-") == "stdin" and display_source("talk.wav") == "talk.wav"
+
+
+def test_online_speakers_merge_a_voice_split_early_into_the_earlier_label():
+    sp = OnlineSpeakers(SpeakerOptions(threshold=0.7, min_new_duration=1.0, merge_threshold=0.8))
+    first, short_noisy, more = np.array([1.0, 0.0, 0.5]), np.array([1.0, 0.9, 0.0]), np.array([1.0, 0.3, 0.0])
+    assert sp.assign(first, 2.0) == "SPEAKER_00"
+    assert sp.assign(short_noisy, 1.0) == "SPEAKER_01"  # similarity 0.66: a new voice, on 1 s
+    assert sp.count == 2
+    # 8 s more of that voice: nearest SPEAKER_01, whose centroid now sits 0.84 from SPEAKER_00's
+    assert sp.assign(more, 8.0) == "SPEAKER_00"
+    assert sp.count == 1
+    assert sp.assign(short_noisy, 2.0) == "SPEAKER_00"  # from then on, the earlier label
+    assert sp.assign(None, 1.0) == "SPEAKER_00"
+
+
+def test_online_speakers_do_not_learn_from_runs_too_short_to_trust():
+    sp = OnlineSpeakers(SpeakerOptions(threshold=0.5, min_new_duration=1.0))
+    a, b = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    assert sp.assign(a, 2.0) == "SPEAKER_00"
+    assert sp.assign(b, 0.5) == "SPEAKER_00"  # another voice, too short to start a speaker
+    assert sp.similarity(a, "SPEAKER_00") == pytest.approx(1.0)  # ... and not taken as SPEAKER_00's
+    assert sp.assign(b, 1.5) == "SPEAKER_01"
+
+
+class VoiceShareEmbedder:
+    """'Voices' by word parity (even: A, odd: B), as the share of each in the audio."""
+
+    def __call__(self, samples):
+        level = np.abs(samples)
+        k = np.round((level[level > 0.01] - 0.1) / 0.02).astype(int)
+        even = float((k % 2 == 0).sum())
+        return np.array([even, len(k) - even]) + 1e-3
+
+
+def test_engine_notices_a_change_of_voice_without_a_pause_or_sentence_end():
+    # A says words 0, 2, 4, then B goes on at once with 3, 5, 7: no pause, no sentence end
+    spec = [(0.5, 1.2, 0), (1.25, 1.9, 2), (1.95, 2.6, 4), (2.65, 3.3, 3), (3.35, 4.2, 5), (4.25, 4.9, 7)]
+    engine, _, _ = run_engine(synth(spec, 7.0), embedder=VoiceShareEmbedder(), speakers=OnlineSpeakers(SpeakerOptions(threshold=0.5)))
+    speakers = [w.speaker for w in engine.words]
+    assert speakers[0] == "SPEAKER_00" and speakers[-1] == "SPEAKER_01", speakers
+
+
+def test_online_speakers_first_solid_voice_takes_over_a_label_known_only_from_short_runs():
+    sp = OnlineSpeakers(SpeakerOptions(threshold=0.5, min_new_duration=1.0))
+    a, b, noisy = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0])
+    assert sp.assign(noisy, 0.5) == "SPEAKER_00"  # "Hello?": the first label, on half a second
+    assert sp.assign(a, 2.0) == "SPEAKER_00"  # unlike it, but it was too little to go on: taken over
+    assert sp.assign(b, 2.0) == "SPEAKER_01" and sp.count == 2
+    assert sp.assign(a, 1.0) == "SPEAKER_00"

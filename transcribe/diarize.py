@@ -9,10 +9,17 @@ Three things differ from pyannote's own pipeline, each without patching the libr
 - `get_embeddings` runs the embedding network once per chunk and pools it once per local
   speaker; pyannote runs the whole network once per (chunk, speaker) pair, three times the work.
 - audio is handed over as the decoded waveform, so pyannote never opens the file (torchcodec).
+
+`Diarizer.features` (the networks: segmentation, speaker count, embeddings) and `Diarizer.cluster`
+(global speakers, turns, centroids) are separate steps, so that benchmarks cache the first and sweep
+the second; `cluster` gives the same turns as pyannote's own `apply` for the same settings.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +44,17 @@ from transcribe.errors import ModelError, UsageError
 from transcribe.types import SAMPLE_RATE, Audio, Turn
 
 Hook = Callable[..., None]
+log = logging.getLogger("transcribe")
 
-# Calibrated for CAM++ on pyannote's sample and composed meetings (see benchmarks/RESULTS.md);
-# pyannote 3.1's 0.7046 was chosen for another embedding.
-DEFAULT_THRESHOLD = 0.65
-DEFAULT_MIN_CLUSTER_SIZE = 12
+# Calibrated for CAM++ on composed tuning meetings of 3 to 8 speakers and pyannote's two-speaker
+# sample (benchmarks/speakers.py, benchmarks/RESULTS.md "Speaker accuracy (issue 5)"). Meetings want
+# 0.78 or more (below, a speaker splits in two), the sample merges its two speakers from 0.78 on:
+# 0.75 is the largest value that keeps the sample right. A minimum cluster size of 12 swallowed
+# speakers who say little in a short meeting of many; 8 does not. The eigengap count was tried and
+# over-counted more often (kept as an option: count_method="eigengap").
+DEFAULT_THRESHOLD = 0.75
+DEFAULT_MIN_CLUSTER_SIZE = 8
+DEFAULT_COUNT_METHOD = "threshold"
 
 
 def load_segmentation(path: Path) -> Model:
@@ -174,8 +187,15 @@ class DiarizationOptions:
     threshold: float = DEFAULT_THRESHOLD
     min_cluster_size: int = DEFAULT_MIN_CLUSTER_SIZE
     min_duration_off: float = 0.0
+    # how the number of speakers is found when not given: "threshold" (where agglomerative
+    # clustering stops merging) or "eigengap" (the largest gap in the spectrum of the pruned
+    # cosine affinity, then agglomerative clustering cut at that many clusters)
+    count_method: str = DEFAULT_COUNT_METHOD
+    eigengap_keep: float = 0.2  # eigengap: each embedding keeps its nearest neighbours (share)
 
     def __post_init__(self) -> None:
+        if self.count_method not in ("threshold", "eigengap"):
+            raise UsageError(f"unknown speaker count method {self.count_method!r}")
         for name in ("num_speakers", "min_speakers", "max_speakers"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -195,6 +215,19 @@ class Diarization:
     centroids: dict[str, np.ndarray]
 
 
+@dataclass(frozen=True, eq=False)
+class SpeakerFeatures:
+    """What the two networks computed for one recording, before any clustering choice.
+
+    Cheap to keep: benchmarks cache it once per recording and sweep the clustering over it.
+    """
+
+    uri: str
+    segmentations: SlidingWindowFeature  # (chunks, frames, local speakers), powerset -> binary
+    count: SlidingWindowFeature  # (frames, 1) instantaneous number of speakers
+    embeddings: np.ndarray  # (chunks, local speakers, dim), NaN where a speaker is too short
+
+
 def _turns(annotation: Annotation) -> tuple[Turn, ...]:
     return tuple(
         Turn(round(seg.start, 3), round(seg.end, 3), str(label))
@@ -202,8 +235,76 @@ def _turns(annotation: Annotation) -> tuple[Turn, ...]:
     )
 
 
+def cluster_embeddings(
+    embeddings: np.ndarray, segmentations: SlidingWindowFeature, options: DiarizationOptions
+) -> tuple[np.ndarray, np.ndarray]:
+    """Local speakers -> global speakers: (chunks, local) cluster ids (-2: none) and centroids.
+
+    pyannote's agglomerative clustering (centroid linkage on unit-normalised embeddings, clusters
+    smaller than `min_cluster_size` re-assigned to the nearest large one).
+    """
+    clustering = AgglomerativeClustering(metric="cosine")
+    clustering.instantiate(
+        {"method": "centroid", "min_cluster_size": options.min_cluster_size, "threshold": options.threshold}
+    )
+    num_clusters = options.num_speakers
+    if num_clusters is None and options.count_method == "eigengap":
+        train, _, _ = clustering.filter_embeddings(embeddings, segmentations=segmentations)
+        if len(train) > 2:
+            lo = options.min_speakers or 1
+            hi = min(options.max_speakers or MAX_SPEAKERS, len(train) - 1)
+            num_clusters = eigengap_count(train, lo, max(lo, hi), keep=options.eigengap_keep)
+    said = io.StringIO()
+    with contextlib.redirect_stdout(said):  # pyannote prints "Found only N clusters..." to stdout
+        hard, _, centroids = clustering(
+            embeddings=embeddings.copy(),
+            segmentations=segmentations,
+            num_clusters=num_clusters,
+            min_clusters=None if num_clusters else options.min_speakers,
+            max_clusters=None if num_clusters else options.max_speakers,
+        )
+    if said.getvalue().strip():
+        log.info("clustering: %s", said.getvalue().strip())
+    return hard, centroids
+
+
+MAX_SPEAKERS = 20  # the most speakers the eigengap looks for
+EIGENGAP_MAX_EMBEDDINGS = 2000  # about 20 minutes of chunks; beyond, every other (third...) is used
+
+
+def eigengap_count(embeddings: np.ndarray, min_k: int, max_k: int, keep: float = 0.2) -> int:
+    """Number of clusters from the eigengap of a pruned cosine affinity (as NME-SC does).
+
+    Each row keeps its `keep` share of most similar embeddings (the rest set to 0), the matrix is
+    symmetrised, and k is where the normalised Laplacian's sorted eigenvalues jump the most,
+    within [min_k, max_k].
+    """
+    if len(embeddings) > EIGENGAP_MAX_EMBEDDINGS:  # an n x n eigenproblem: long recordings are thinned
+        embeddings = embeddings[:: math.ceil(len(embeddings) / EIGENGAP_MAX_EMBEDDINGS)]
+    x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    sim = np.clip(x @ x.T, 0.0, None)
+    n = len(sim)
+    p = max(1, int(round(keep * n)))
+    pruned = np.zeros_like(sim)
+    top = np.argsort(-sim, axis=1)[:, :p]
+    rows = np.arange(n)[:, None]
+    pruned[rows, top] = sim[rows, top]
+    affinity = (pruned + pruned.T) / 2
+    degree = affinity.sum(axis=1)
+    d = 1.0 / np.sqrt(np.maximum(degree, 1e-10))
+    laplacian = np.eye(n) - d[:, None] * affinity * d[None, :]
+    eig = np.sort(np.linalg.eigvalsh(laplacian))
+    max_k = max(min_k, min(max_k, n - 1))
+    gaps = eig[min_k : max_k + 1] - eig[min_k - 1 : max_k]
+    return int(min_k + np.argmax(gaps))
+
+
 class Diarizer:
-    """Loads the two models once; `__call__` diarizes one recording."""
+    """Loads the two models once; `__call__` diarizes one recording.
+
+    `features` (the networks, the costly part) and `cluster` (the choices) can also be called
+    apart: `diarizer(audio, options) == diarizer.cluster(diarizer.features(audio), options)`.
+    """
 
     def __init__(self, segmentation_path: Path, embedding_path: Path, device: str = "cpu"):
         dev = torch.device(device)
@@ -211,36 +312,57 @@ class Diarizer:
             load_segmentation(segmentation_path),
             CamppEmbedding(load_campplus(embedding_path, dev), dev),
         )
+        self.pipeline.instantiate({"segmentation": {"min_duration_off": 0.0}, "clustering": _PYANNOTE_CLUSTERING})
+
+    def features(self, audio: Audio, hook: Hook | None = None) -> SpeakerFeatures:
+        """Segmentation, instantaneous speaker count and one embedding per (chunk, local speaker)."""
+        pipe = self.pipeline
+        uri = Path(audio.source).stem or "audio"
+        file = {"waveform": torch.from_numpy(audio.samples)[None], "sample_rate": audio.sample_rate, "uri": uri}
+        hook = pipe.setup_hook(file, hook=hook)
+        segmentations = pipe.get_segmentations(file, hook=hook)  # powerset: already binary
+        count = pipe.speaker_count(segmentations, pipe._segmentation.model.receptive_field, warm_up=(0.0, 0.0))
+        num_chunks, _, local = segmentations.data.shape
+        if np.nanmax(count.data) == 0.0:
+            embeddings = np.full((num_chunks, local, self.pipeline._embedding.dimension), np.nan, dtype=np.float32)
+        else:
+            embeddings = pipe.get_embeddings(file, segmentations, exclude_overlap=pipe.embedding_exclude_overlap, hook=hook)
+        return SpeakerFeatures(uri, segmentations, count, embeddings)
+
+    def cluster(self, features: SpeakerFeatures, options: DiarizationOptions) -> Diarization:
+        """Global speakers from the features: turns as heard, exclusive turns and centroids."""
+        pipe = self.pipeline
+        segmentations, count = features.segmentations, features.count
+        if np.nanmax(count.data) == 0.0:
+            return Diarization((), (), {})
+        hard, centroids = cluster_embeddings(features.embeddings, segmentations, options)
+        max_speakers = options.num_speakers or options.max_speakers
+        count_data = count.data if max_speakers is None else np.minimum(count.data, max_speakers)
+        hard = hard.copy()
+        hard[np.sum(segmentations.data, axis=1) == 0] = -2  # inactive local speakers
+        annotations = []
+        for cap in (None, 1):
+            c = SlidingWindowFeature(
+                (count_data if cap is None else np.minimum(count_data, cap)).astype(np.int8), count.sliding_window
+            )
+            discrete = pipe.reconstruct(segmentations, hard, c)
+            ann = pipe.to_annotation(discrete, min_duration_on=0.0, min_duration_off=options.min_duration_off)
+            ann.uri = features.uri
+            annotations.append(ann)
+        diarization, exclusive = annotations
+        labels = diarization.labels()  # cluster ids, in order
+        mapping = {label: f"SPEAKER_{i:02d}" for i, label in enumerate(labels)}
+        diarization = diarization.rename_labels(mapping=mapping)
+        exclusive = exclusive.rename_labels(mapping=mapping)
+        centroid_of = {
+            mapping[label]: centroids[int(label)] for label in labels if int(label) < len(centroids)
+        }
+        return Diarization(turns=_turns(diarization), exclusive=_turns(exclusive), centroids=centroid_of)
 
     def __call__(self, audio: Audio, options: DiarizationOptions, hook: Hook | None = None) -> Diarization:
-        self.pipeline.instantiate(
-            {
-                "segmentation": {"min_duration_off": options.min_duration_off},
-                "clustering": {
-                    "method": "centroid",
-                    "min_cluster_size": options.min_cluster_size,
-                    "threshold": options.threshold,
-                },
-            }
-        )
-        file = {
-            "waveform": torch.from_numpy(audio.samples)[None],
-            "sample_rate": audio.sample_rate,
-            "uri": Path(audio.source).stem or "audio",
-        }
-        result = self.pipeline(
-            file,
-            num_speakers=options.num_speakers,
-            min_speakers=options.min_speakers,
-            max_speakers=options.max_speakers,
-            hook=hook,
-        )
-        labels = result.speaker_diarization.labels()
-        centroids = {}
-        if result.speaker_embeddings is not None:
-            centroids = {lab: result.speaker_embeddings[i] for i, lab in enumerate(labels)}
-        return Diarization(
-            turns=_turns(result.speaker_diarization),
-            exclusive=_turns(result.exclusive_speaker_diarization),
-            centroids=centroids,
-        )
+        return self.cluster(self.features(audio, hook=hook), options)
+
+
+# pyannote's pipeline needs clustering parameters to be instantiated; `Diarizer.cluster` passes
+# its own, per call.
+_PYANNOTE_CLUSTERING = {"method": "centroid", "min_cluster_size": DEFAULT_MIN_CLUSTER_SIZE, "threshold": DEFAULT_THRESHOLD}

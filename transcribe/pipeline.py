@@ -14,16 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from transcribe.asr import AsrOptions, Recognizer
+from transcribe.asr import AsrOptions, AsrResult, Recognizer
 from transcribe.attribution import apply_speaker_names, assign_speakers, build_segments, parse_speaker_names
 from transcribe.devices import ctranslate2_cuda_problem, default_compute_type, resolve_device
-from transcribe.errors import UsageError
+from transcribe.errors import ModelError, UsageError
+from transcribe.regions import RegionResult, transcribe_regions
 from transcribe.store import ModelStore
-from transcribe.types import Audio, ModelInfo, Transcript
+from transcribe.types import Audio, ModelInfo, Transcript, Turn, Word
 
 log = logging.getLogger("transcribe")
 
 Hook = Callable[[str, float, "float | None"], None]
+
+ASR_MODES = ("regions", "whole")
 
 
 @dataclass(frozen=True)
@@ -40,11 +43,15 @@ class PipelineOptions:
     min_speakers: int | None = None
     max_speakers: int | None = None
     speaker_names: str | None = None  # "Diane,Sheila" or "SPEAKER_00=Diane"
+    enroll: tuple[str, ...] = ()  # ("Diane=diane.wav", ...): name the speakers whose voice matches
     initial_prompt: str | None = None
     hotwords: str | None = None
     beam_size: int = 5
     vad_filter: bool = True
     condition_on_previous_text: bool = False
+    # regions: decode the speech that diarization (or Silero VAD) hears, chunk by chunk, batched,
+    # with a coverage check (transcribe/regions.py); whole: faster-whisper over the whole file.
+    asr_mode: str = "regions"
     segmentation: str = "segmentation-3.0"
     embedding: str = "campplus"
     clustering_threshold: float | None = None  # None: the calibrated default
@@ -53,13 +60,30 @@ class PipelineOptions:
     def __post_init__(self) -> None:
         if self.speaker_names:
             parse_speaker_names(self.speaker_names)  # refuse a bad spec before any work starts
+        if self.enroll:
+            from transcribe.enroll import parse_enroll
+
+            if not self.diarize:
+                raise UsageError("--enroll needs diarization: drop --no-diarize")
+            if self.speaker_names:
+                raise UsageError("give --enroll or --speaker-names, not both")
+            parse_enroll(self.enroll)  # a bad spec or a missing file, before any work starts
         if self.beam_size < 1:
             raise UsageError(f"--beam-size must be at least 1, got {self.beam_size}")
+        if self.asr_mode not in ASR_MODES:
+            raise UsageError(f"--asr-mode must be one of {', '.join(ASR_MODES)}, got '{self.asr_mode}'")
         if not self.diarize and any((self.num_speakers, self.min_speakers, self.max_speakers)):
             raise UsageError("speaker-count options need diarization: drop --no-diarize")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _attributed(words: tuple[Word, ...], exclusive: tuple[Turn, ...]) -> tuple[Word, ...]:
+    """Words keep the speaker of the chunk they were decoded in (one speaker per chunk, from the
+    same exclusive turns); a word without one (whole-file ASR) gets the turn it overlaps most."""
+    by_overlap = assign_speakers(words, exclusive)
+    return tuple(w if w.speaker is not None else o for w, o in zip(words, by_overlap))
 
 
 def _peak_rss_mb() -> float:
@@ -86,6 +110,12 @@ class Pipeline:
             self._emb_path = self.store.require_weights(self.options.embedding)
             for role, name in (("segmentation", self.options.segmentation), ("embedding", self.options.embedding)):
                 self.models.append(ModelInfo(role, name, self.store.file_checksums(name)))
+        self._enrollments = ()
+        self._enrolled = None  # name -> CAM++ embedding, computed on first use
+        if self.options.enroll:  # decoded and checked now: bad input fails before any work
+            from transcribe.enroll import load_enrollments
+
+            self._enrollments = load_enrollments(self.options.enroll)
 
     def _resolve_asr(self, model: str) -> tuple[Path, ModelInfo]:
         local = Path(model).expanduser()
@@ -125,29 +155,50 @@ class Pipeline:
         if self.options.diarize:
             _ = self.diarizer
 
+    def _asr_options(self) -> AsrOptions:
+        opts = self.options
+        return AsrOptions(
+            language=opts.language,
+            beam_size=opts.beam_size,
+            vad_filter=opts.vad_filter,
+            condition_on_previous_text=opts.condition_on_previous_text,
+            initial_prompt=opts.initial_prompt,
+            hotwords=opts.hotwords,
+        )
+
+    def _recognize(
+        self, audio: Audio, turns: tuple[Turn, ...] | None, say: Hook
+    ) -> tuple[AsrResult | RegionResult, dict[str, Any] | None]:
+        """Words of `audio`, and what the speech-region ASR counted (None in whole-file mode).
+
+        In regions mode the speech `turns` (the exclusive diarization; None: Silero VAD) are cut into
+        chunks, decoded in batches and checked for coverage; words carry their chunk's speaker."""
+        progress = lambda done, total: say("asr", done, total)  # noqa: E731
+        if self.options.asr_mode == "whole":
+            return self.recognizer(audio, self._asr_options(), progress=progress), None
+        recognizer = self.recognizer
+        try:
+            result = transcribe_regions(recognizer, audio, turns, self._asr_options(), progress=progress)
+        except RuntimeError as exc:  # CTranslate2: a missing CUDA library, out of memory
+            raise ModelError(f"speech recognition failed: {exc}".splitlines()[0]) from None
+        return result, dict(result.stats)
+
+    def _enrolled_embeddings(self) -> dict:
+        if self._enrolled is None:
+            from transcribe.enroll import embed_enrollment
+
+            model = self.diarizer.pipeline._embedding.model
+            self._enrolled = {e.name: embed_enrollment(model, audio) for e, audio in self._enrollments}
+        return self._enrolled
+
     def transcribe(self, audio: Audio, hook: Hook | None = None) -> Transcript:
         say = hook or (lambda stage, done, total: None)
         opts = self.options
         timings: dict[str, float] = {}
 
-        t0 = time.perf_counter()
-        say("asr", 0.0, audio.duration)
-        asr = self.recognizer(
-            audio,
-            AsrOptions(
-                language=opts.language,
-                beam_size=opts.beam_size,
-                vad_filter=opts.vad_filter,
-                condition_on_previous_text=opts.condition_on_previous_text,
-                initial_prompt=opts.initial_prompt,
-                hotwords=opts.hotwords,
-            ),
-            progress=lambda done, total: say("asr", done, total),
-        )
-        timings["asr"] = time.perf_counter() - t0
-
         turns: tuple = ()
         exclusive: tuple = ()
+        centroids: dict = {}
         if opts.diarize:
             from transcribe.diarize import DiarizationOptions
 
@@ -167,10 +218,17 @@ class Pipeline:
 
             result = self.diarizer(audio, d_opts, hook=pyannote_hook)
             turns, exclusive = result.turns, result.exclusive
+            centroids = result.centroids
             timings["diarization"] = time.perf_counter() - t0
 
+        # Diarization first: its speech turns drive speech recognition (transcribe/regions.py).
         t0 = time.perf_counter()
-        words = assign_speakers(asr.words, exclusive) if opts.diarize else asr.words
+        say("asr", 0.0, audio.duration)
+        asr, region_stats = self._recognize(audio, exclusive if opts.diarize else None, say)
+        timings["asr"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        words = _attributed(asr.words, exclusive) if opts.diarize else asr.words
         segments = build_segments(words)
         transcript = Transcript(
             source=audio.source,
@@ -185,6 +243,11 @@ class Pipeline:
         )
         if opts.speaker_names:
             transcript = apply_speaker_names(transcript, parse_speaker_names(opts.speaker_names))
+        enrolled = {}
+        if self._enrollments:
+            from transcribe.enroll import name_speakers
+
+            transcript, enrolled = name_speakers(transcript, centroids, self._enrolled_embeddings())
         timings["attribution"] = time.perf_counter() - t0
         stats = {
             "timings": {k: round(v, 3) for k, v in timings.items()},
@@ -193,6 +256,10 @@ class Pipeline:
             "language_probability": round(asr.language_probability, 4),
             "words": len(words),
         }
+        if region_stats is not None:
+            stats["asr_regions"] = region_stats
+        if self._enrollments:
+            stats["enrollment"] = enrolled
         if not words:
             log.warning("%s: no speech was recognised", audio.source or "audio")
         return dataclasses.replace(transcript, stats=stats)

@@ -22,9 +22,9 @@ driven by the speech that diarization (or, without diarization, Silero VAD) hear
 
 Why windows of several chunks rather than one chunk per input: Whisper's encoder costs the same
 for every 30 s it sees, so one input per short turn costs far more than decoding the whole file,
-while full windows cost about the same. Measured on a 2-core CPU (benchmarks/asr_regions.py), the
-ASR stage then takes about as long as sequential whole-file decoding while it decodes the speech
-that the sequential one skips; batching pays off mostly on a GPU.
+while full windows cost about the same. The gain is in the decoder: one beam search over a batch of
+windows instead of one window after another (on a loaded 2-core CPU the encoder, one window at a
+time, is then about half of the stage). Figures: benchmarks/RESULTS.md, "Speech-region ASR".
 
 faster-whisper 1.2.1 (pinned in pyproject.toml): `BatchedInferencePipeline.transcribe` does take
 pre-cut spans (`clip_timestamps`, a list of {"start", "end"} in seconds), but always pads each to
@@ -316,13 +316,7 @@ def _split_run(
 
 def _normalized(samples: np.ndarray, max_gain_db: float = 30.0, target: float = 0.5) -> np.ndarray:
     """`samples` scaled so that their loud part peaks near `target`, amplified at most `max_gain_db`."""
-    if samples.size == 0:
-        return samples
-    peak = float(np.percentile(np.abs(samples), 99.9))
-    if peak <= 1e-6:
-        return samples
-    gain = min(target / peak, 10 ** (max_gain_db / 20))
-    return np.clip(samples * gain, -1.0, 1.0).astype(np.float32)
+    return np.clip(samples * _gain(samples, max_gain_db, target), -1.0, 1.0).astype(np.float32)
 
 
 def vad_regions(
@@ -750,9 +744,7 @@ class _Coverage:
 
     def audio_of(self, r: _Request) -> np.ndarray:
         x = _slice(self.audio, r.a, r.b)
-        if self.opts.normalize_gain:
-            x = np.clip(x * _gain(x, self.opts.max_gain_db), -1.0, 1.0).astype(np.float32)
-        return x
+        return _normalized(x, self.opts.max_gain_db) if self.opts.normalize_gain else x
 
     def _words(self, r: _Request, raw) -> list[Word]:
         """Decoded words in recording time, kept when over the stretch and in the chunk's own span."""

@@ -1,6 +1,7 @@
 """`transcribe stream`: live captions with speaker labels from a media server, a pipe or a push.
 
-The lead's cli.py registers `stream` with `app.command()(stream)`. For a standalone run:
+The top-level cli.py registers `stream` with `app.command(name="stream")(stream)`; this module
+imports only typer at load, the models and servers load when the command runs. Standalone:
 `python -m transcribe.streaming.cli SOURCE ...` (a one-command app).
 
 Results go where asked: the caption WebSocket (--serve), a live WebVTT file (--vtt), JSON lines
@@ -101,12 +102,12 @@ def stream(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     compute_type: Optional[str] = typer.Option(None, "--compute-type", help="CTranslate2 compute type (default: int8 on CPU, float16 on CUDA)."),
     threads: int = typer.Option(0, "--threads", help="CPU threads for Whisper (0: all cores)."),
-    beam_size: int = typer.Option(1, "--beam-size", help="Beam size of each Whisper pass (1: greedy, fastest)."),
+    beam_size: int = typer.Option(5, "--beam-size", help="Beam size of each Whisper pass (5: as `transcribe run`; 1: greedy, faster, skips more words)."),
     encoder_window: float = typer.Option(30.0, "--encoder-window", help="Seconds of audio Whisper's encoder sees per pass (30: as trained; 20 or 15: faster)."),
     adaptive: bool = typer.Option(True, "--adaptive/--no-adaptive", help="Shorten the encoder window (to 20, then 15 s) while passes cannot keep up."),
     diarize: bool = typer.Option(True, "--diarize/--no-diarize", help="Label speakers online (--no-diarize: captions without speakers)."),
     speaker_names: Optional[str] = typer.Option(None, "--speaker-names", help='Names in order of first appearance ("Diane,Sheila") or by label ("SPEAKER_00=Diane").'),
-    speaker_threshold: float = typer.Option(0.40, "--speaker-threshold", help="Cosine similarity a voice needs to join a known speaker; lower merges more."),
+    speaker_threshold: float = typer.Option(0.45, "--speaker-threshold", help="Cosine similarity a voice needs to join a known speaker; lower merges more."),
     max_speakers: Optional[int] = typer.Option(None, "--max-speakers", help="At most this many speakers."),
     hotwords: Optional[str] = typer.Option(None, "--hotwords", help="Words to favour (names, jargon), space-separated."),
     step: float = typer.Option(0.5, "--step", help="Seconds of new audio between recognizer passes."),

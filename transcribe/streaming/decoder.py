@@ -39,7 +39,7 @@ MAX_WINDOW_SECONDS = 30.0
 @dataclass(frozen=True)
 class DecoderOptions:
     language: str | None = "en"
-    beam_size: int = 1
+    beam_size: int = 5
     prompt_chars: int = 200  # committed text fed back as the prompt; 0: none
     encoder_seconds: float = 30.0  # audio the encoder sees (the window, padded); 30: as trained
     no_speech_threshold: float = 0.6

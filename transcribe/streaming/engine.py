@@ -48,6 +48,7 @@ SLOW, FAST = 1.5, 0.8  # pass time / step above which the encoder window shrinks
 HEARD_AFTER = 0.3  # seconds a pass must have heard past the end of speech to settle it
 TAIL_GUARD = 0.2  # a word ending this close to the window's end may be cut: not final by agreement
 SPEECH_SLACK = 0.2  # a word must have voice activity within this of its span to be kept
+CUT_SLACK = 0.25  # the window is cut at a sentence end only with a pause this close to it
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class EngineOptions:
     idle_step: float = 0.5  # the same while nothing is pending (shorter catches onsets sooner, but
     # measured on LJSpeech, 0.2 s cost 4 points of WER: first passes over a fifth of a second of speech)
     min_speech: float = 0.2  # seconds of speech a window needs before its first pass (unless it ended)
+    probe_speech: float = 0.3  # seconds of new speech after which one early pass shows a partial
+    probe_interval: float = 0.1  # while no words are pending, how often a probe checks voice activity
     agreement: int = 2  # LocalAgreement-n: passes that must agree before a word is final
     pause_flush: float = 0.5  # seconds of silence after which pending words are final
     max_window: float = 12.0  # longest window decoded; longer ones are cut
@@ -94,6 +97,7 @@ class EngineStats:
     gaps: int = 0
     gap_seconds: float = 0.0
     finals: int = 0
+    probes: int = 0
 
     def as_dict(self) -> dict[str, float]:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in self.__dict__.items()}
@@ -137,6 +141,11 @@ class StreamingEngine:
         self._closed = False
         self._idle = True
         self._empty_passes = 0  # passes in a row that heard speech but gave no words
+        self._probed = False  # the current utterance had its early pass (see probe())
+        self._turn_start = 0.0  # start of the run of speech the latest speaker label was chosen for
+        self._turn_weak = False  # that label was chosen on less speech than a new speaker needs
+        self._label: str | None = None  # the latest speaker label chosen (before display names)
+        self._vad_checked = 0  # sample index up to which a probe looked at voice activity
         self.settled = 0.0  # session time before which every word is final (after the last step)
         full = decoder.options.encoder_seconds
         self.ladder = tuple(x for x in (full, *self.options.degraded_encoder) if x <= full and x >= self.options.max_window) if self.options.adaptive else (full,)
@@ -196,6 +205,40 @@ class StreamingEngine:
             and self.clock() - last >= self.options.pause_flush + HEARD_AFTER
         )
 
+    def probe_ready(self) -> bool:
+        """Whether a probe now could show the first words of an utterance (see probe())."""
+        return (
+            not self._probed
+            and not self._closed
+            and not self.agreement.pending
+            and self.ring.end - max(self._vad_checked, self._decoded_to) >= self.options.probe_interval * SR
+        )
+
+    def probe(self) -> list[Caption]:
+        """Between passes, when no words are pending: check voice activity on the newest
+        audio and, once `probe_speech` seconds of speech have come, run one early pass whose
+        words are shown as a partial only. It does not vote in the agreement (a pass over a
+        fraction of a second of speech guesses; two such guesses could agree), so final text is
+        unchanged; it only brings the first text of each utterance forward by up to a step."""
+        o = self.options
+        end = self.ring.end
+        self._vad_checked = end
+        self.vad.update(self.ring, end)
+        start = max(self._start, self.ring.start)
+        first = self.vad.first_speech(start, end)
+        if first is None or int(self.vad.speech_frames(start, end).sum()) * FRAME / SR < o.probe_speech:
+            return []
+        begin = max(start, first - int(o.keep_silence * SR))
+        self._probed = True
+        # the shortest encoder window allowed: a probe is about speed, its words are not kept
+        result = self.decoder(self.ring.read(begin, end), prompt=self._prompt(), encoder_seconds=self.ladder[-1])
+        self.stats.probes += 1
+        settled = self.agreement.committed_end - LocalAgreement.TIME_TOLERANCE
+        words = [w for w in self._heard(result.words, begin) if w.start > settled]  # not final already
+        if not words or self.agreement.pending:
+            return []
+        return self._partial_caption(words)
+
     @property
     def finished(self) -> bool:
         return self._closed and not self._breaks and self._decoded_to >= self.ring.end and not self.agreement.pending
@@ -240,6 +283,7 @@ class StreamingEngine:
         self._idle = False
         if not self.vad.has_speech(self._start, end) and not (closing and self.agreement.pending):
             self._idle = True  # listen closely for the next speech: short steps, VAD only
+            self._probed = False
             self._empty_passes = 0
             self.stats.skipped_silent += 1
             out += self._finals(self.agreement.flush(), now)
@@ -259,6 +303,7 @@ class StreamingEngine:
                 # Two passes heard nothing in this speech (a cough, a noise): let it go.
                 self._start = max(self._start, end - int(o.keep_silence * SR))
                 self._idle = True
+                self._probed = False
                 self.stats.skipped_silent += 1
                 return out
             if pending and self.vad.trailing_silence(self._start) < o.pause_flush:
@@ -268,6 +313,7 @@ class StreamingEngine:
             speech_end = self.vad.last_speech_end(self._start, end)
             if pending and (speech_end is None or self._decoded_to >= speech_end + int(HEARD_AFTER * SR)):
                 out += self._finals(self.agreement.flush(), now)
+                self._probed = False  # the utterance is over: the next one may have its probe
                 out += self._partial_caption([])
                 self._start = max(self._start, end - int(o.keep_silence * SR))
                 return out
@@ -281,7 +327,6 @@ class StreamingEngine:
                 return out
 
         window = self.ring.read(self._start, end)
-        offset = self._start / SR
         if len(window) < int(0.3 * SR):
             return out
         self.encoder_windows_used.add(self.encoder_seconds)
@@ -289,12 +334,7 @@ class StreamingEngine:
         self.stats.passes += 1
         self.stats.decode_seconds += result.seconds
         self._adapt(result.seconds)
-        hypothesis = [
-            replace(w, start=round(w.start + offset, 3), end=round(w.end + offset, 3))
-            for w in result.words
-            # a word with no speech under it is Whisper filling silence, not something said
-            if self.vad.has_speech(self._start + int((w.start - SPEECH_SLACK) * SR), self._start + int((w.end + SPEECH_SLACK) * SR))
-        ]
+        hypothesis = self._heard(result.words, self._start)
         end_time = end / SR
         had_pending = bool(self.agreement.pending)
         committed, pending = self.agreement.update(hypothesis, stable_until=end_time - TAIL_GUARD)
@@ -304,6 +344,7 @@ class StreamingEngine:
         if pending and (closing or silence >= o.pause_flush):
             committed += self.agreement.flush()
             pending = []
+            self._probed = False
         elif closing:
             committed += self.agreement.flush()
         now = self.clock()
@@ -317,6 +358,16 @@ class StreamingEngine:
         if (end - self._start) / SR > o.max_window:
             out += self._force_trim(end, now)
         return out
+
+    def _heard(self, words: Sequence[Word], begin: int) -> list[Word]:
+        """A pass's words over a window starting at sample `begin`, in session time, without
+        those with no speech under them (Whisper filling silence, not something said)."""
+        offset = begin / SR
+        return [
+            replace(w, start=round(w.start + offset, 3), end=round(w.end + offset, 3))
+            for w in words
+            if self.vad.has_speech(begin + int((w.start - SPEECH_SLACK) * SR), begin + int((w.end + SPEECH_SLACK) * SR))
+        ]
 
     def _adapt(self, seconds: float) -> None:
         """Shed work when passes cannot keep up: a shorter encoder window (Whisper sees less
@@ -358,7 +409,12 @@ class StreamingEngine:
         if not pending and silence >= self.options.pause_flush:
             return min(limit, max(last.end, end_time - silence))
         if ends_sentence(last.text) or (pending and pending[0].start - last.end >= self.options.run_gap):
-            return min(limit, last.end)
+            # Only where the voice activity detector hears a pause near the word's end: Whisper's
+            # word times are approximate, and a window that starts inside speech loses or garbles
+            # its first words (measured on the sample: "so what can I say" lost after "so.").
+            near = self.vad.speech_frames(int((last.end - CUT_SLACK) * SR), int((last.end + CUT_SLACK) * SR))
+            if len(near) and not near.all():
+                return min(limit, last.end)
         return None
 
     def _force_trim(self, end: int, now: float) -> list[Caption]:
@@ -428,20 +484,34 @@ class StreamingEngine:
             return []
         labelled: list[Word] = []
         runs = self._runs(words)
+        min_new = self.speakers.options.min_new_duration if self.speakers is not None else 0.0
         for i, run in enumerate(runs):
             previous = labelled[-1] if labelled else (self.words[-1] if self.words else None)
+            end = run[-1].end
+            if i == len(runs) - 1:
+                # Look ahead into the pending words up to the next pause: more audio for the
+                # embedding, no later caption.
+                last = run[-1]
+                for p in pending:
+                    if p.start - last.end >= self.options.run_gap or p.end - run[0].start > self.options.lookahead:
+                        break
+                    end, last = p.end, p
             if previous is not None and previous.speaker is not None and not self._boundary(previous, run[0]):
                 speaker = previous.speaker  # the same run of speech, committed in two passes
+                if self._turn_weak and end - self._turn_start >= min_new:
+                    # The run's speaker was chosen on too little speech (a short first run takes
+                    # the nearest speaker): now that there is enough, choose again, for the
+                    # words from here on.
+                    speaker = self._speaker(self._turn_start, end)
+                    self._turn_weak = False
+                elif end - run[0].start >= min_new:
+                    changed = self._same_voice(run[0].start, end)
+                    if changed is not None:
+                        speaker = self._speaker(run[0].start, end, changed)
+                        self._turn_start = run[0].start
             else:
-                end = run[-1].end
-                if i == len(runs) - 1:
-                    # Look ahead into the pending words of the same run: more audio for the
-                    # embedding, no later caption.
-                    last = run[-1]
-                    for p in pending:
-                        if self._boundary(last, p) or p.end - run[0].start > self.options.lookahead:
-                            break
-                        end, last = p.end, p
+                self._turn_start = run[0].start
+                self._turn_weak = end - run[0].start < min_new
                 speaker = self._speaker(run[0].start, end)
             labelled += [replace(w, speaker=speaker) for w in run]
         out: list[Caption] = []
@@ -469,14 +539,28 @@ class StreamingEngine:
         self._next_id += 1
         return c
 
-    def _speaker(self, start: float, end: float) -> str | None:
+    def _embed(self, start: float, end: float) -> np.ndarray | None:
+        if self.embedder is None or self.speakers is None or end - start < self.speakers.options.min_embed_duration:
+            return None
+        pad = self.options.speaker_pad
+        return self.embedder(self.ring.read(int((start - pad) * SR), int((end + pad) * SR)))
+
+    def _speaker(self, start: float, end: float, embedding: np.ndarray | None = None) -> str | None:
         """The label for speech in [start, end] seconds of session time."""
         if self.speakers is None:
             return None
-        embedding = None
-        duration = end - start
-        if self.embedder is not None and duration >= self.speakers.options.min_embed_duration:
-            pad = self.options.speaker_pad
-            audio = self.ring.read(int((start - pad) * SR), int((end + pad) * SR))
-            embedding = self.embedder(audio)
-        return self.namer(self.speakers.assign(embedding, duration))
+        if embedding is None:
+            embedding = self._embed(start, end)
+        self._label = self.speakers.assign(embedding, end - start)
+        return self.namer(self._label)
+
+    def _same_voice(self, start: float, end: float) -> np.ndarray | None:
+        """None if speech in [start, end] sounds like the latest speaker (or cannot tell);
+        otherwise its embedding, to choose the speaker again: the voice changed without a pause
+        or sentence end between the words (Whisper's punctuation and word times miss some)."""
+        if self.speakers is None or self._label is None:
+            return None
+        embedding = self._embed(start, end)
+        if embedding is None or self.speakers.similarity(embedding, self._label) >= self.speakers.options.threshold:
+            return None
+        return embedding

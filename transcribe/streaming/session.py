@@ -54,7 +54,7 @@ class StreamOptions:
     device: str = "cpu"
     compute_type: str | None = None  # None: int8 on CPU, float16 on CUDA
     threads: int = 0  # CPU threads for Whisper; 0: all cores
-    beam_size: int = 1
+    beam_size: int = 5  # as `transcribe run`: greedy passes skip words, and two passes can agree on a skip
     encoder_seconds: float = 30.0  # audio Whisper's encoder sees per pass (30: as trained)
     adaptive: bool = True  # shorten the encoder window (20, then 15 s) when passes cannot keep up
     prompt_chars: int = 200
@@ -66,7 +66,7 @@ class StreamOptions:
     diarize: bool = True
     embedding: str = "campplus"
     speaker_names: str | None = None
-    speaker_threshold: float = 0.40
+    speaker_threshold: float = 0.45
     max_speakers: int | None = None
     status_interval: float = 5.0  # seconds between status messages
     idle_timeout: float = 0.0  # end the session after this long without a source; 0: never
@@ -280,14 +280,17 @@ class StreamSession:
         try:
             while not self._halt:
                 with self._cond:
-                    self._cond.wait_for(lambda: engine.ready() or self._halt, timeout=self.options.step)
+                    self._cond.wait_for(lambda: engine.ready() or engine.probe_ready() or self._halt, timeout=self.options.step)
                 if self._halt:
                     break
                 if engine.finished:
                     break
-                if not engine.ready():
+                if engine.ready():
+                    captions = engine.step()
+                elif engine.probe_ready():
+                    captions = engine.probe()
+                else:
                     continue
-                captions = engine.step()
                 if captions:
                     loop.call_soon_threadsafe(self._on_captions, captions, engine.settled)
                 loop.call_soon_threadsafe(self._progress.set)

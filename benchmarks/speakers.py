@@ -1,0 +1,301 @@
+"""Speaker accuracy (issue 5): calibrate the clustering on a tuning set, report on a held-out set.
+
+    python benchmarks/speakers.py features MANIFEST.jsonl [--cache DIR]     # networks, once per meeting
+    python benchmarks/speakers.py sweep TUNING.jsonl [--cache DIR]          # clustering choices, from the cache
+    python benchmarks/speakers.py compare HELDOUT.jsonl [--cache DIR] [--model base] [-o results.json]
+
+`features` runs segmentation-3.0 and CAM++ once per meeting and keeps the result (pickle) in the
+cache; `sweep` re-clusters the cached features under every threshold / minimum cluster size /
+count estimator and scores strict DER and the speaker count, so that tuning costs no network time.
+`compare` scores ours against the usual pipeline (pyannote 3.1 clustering settings, words to the
+speaker they overlap most in the non-exclusive diarization, plain faster-whisper defaults) on the
+same audio and the same model files, in one run: WER, strict DER, cpWER, speakers found.
+Both diarizations start from the same cached embeddings: pyannote's once-per-speaker embedding
+equals our once-per-chunk one to 1e-4 (benchmarks/RESULTS.md, issue 3), so only the clustering,
+the attribution and the ASR settings differ, which is what this benchmark is about.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+DEFAULT_CACHE = HERE / "results" / "speaker-features"
+
+from pipeline_vs_usual import load_items  # noqa: E402  (manifest paths made absolute)
+
+
+def diarizer():
+    from transcribe.diarize import Diarizer
+    from transcribe.store import ModelStore
+
+    store = ModelStore()
+    return Diarizer(store.require_weights("segmentation-3.0"), store.require_weights("campplus"), "cpu")
+
+
+def cached_features(item: dict, cache: Path, d=None):
+    """The meeting's SpeakerFeatures, computed once and kept in `cache`."""
+    path = cache / (Path(item["audio"]).stem + ".features.pkl")
+    if path.is_file():
+        return pickle.loads(path.read_bytes())
+    from transcribe.media import load_audio
+
+    d = d or diarizer()
+    t0 = time.perf_counter()
+    features = d.features(load_audio(item["audio"]))
+    cache.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(features))
+    print(f"{path.name}: {time.perf_counter() - t0:.1f} s", flush=True)
+    return features
+
+
+def cmd_features(args) -> None:
+    d = diarizer()
+    for item in load_items(args.manifest):
+        cached_features(item, args.cache, d)
+
+
+def score_diarization(item: dict, turns) -> dict:
+    from transcribe.evaluation.metrics import diarization_errors
+    from transcribe.evaluation.readers import read_rttm
+
+    ref = read_rttm(Path(item["rttm"]))
+    der = diarization_errors(ref, turns)
+    found = len({t.speaker for t in turns})
+    return {
+        "der": der.der, "missed": der.missed_rate, "false_alarm": der.false_alarm_rate,
+        "confusion": der.confusion_rate, "speakers": found, "true_speakers": len({t.speaker for t in ref}),
+        "_der": [der.missed + der.false_alarm + der.confusion, der.total],
+    }
+
+
+def pooled(rows: list[dict]) -> dict:
+    err = sum(r["_der"][0] for r in rows)
+    tot = sum(r["_der"][1] for r in rows)
+    right = sum(r["speakers"] == r["true_speakers"] for r in rows)
+    off = sum(abs(r["speakers"] - r["true_speakers"]) for r in rows)
+    return {"der": err / tot, "count_right": right / len(rows), "count_abs_error": off / len(rows)}
+
+
+def sweep_grid() -> list[dict]:
+    """Every clustering choice the sweep scores (DiarizationOptions keyword arguments)."""
+    grid = [{"threshold": th, "min_cluster_size": mcs}
+            for th in (0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9) for mcs in (4, 8, 12, 16)]
+    grid += [{"count_method": "eigengap", "eigengap_keep": keep, "min_cluster_size": mcs}
+             for keep in (0.1, 0.2, 0.3) for mcs in (2, 4, 8, 12)]
+    return grid
+
+
+def cmd_sweep(args) -> None:
+    import itertools
+
+    from transcribe.diarize import DiarizationOptions
+
+    d = diarizer()
+    items = load_items(args.manifest)
+    if args.cached_only:
+        items = [it for it in items if (args.cache / (Path(it["audio"]).stem + ".features.pkl")).is_file()]
+    feats = [cached_features(it, args.cache, d) for it in items]
+    results = []
+    extra = json.loads(args.extra) if args.extra else [{}]
+    grid = json.loads(args.grid) if args.grid else sweep_grid()
+    for choice, ex in itertools.product(grid, extra):
+        opts = DiarizationOptions(**(choice | ex))
+        rows = [score_diarization(it, d.cluster(f, opts).turns) for it, f in zip(items, feats)]
+        summary = {**choice, **ex, **pooled(rows),
+                   "per_file": [(r["true_speakers"], r["speakers"], round(r["der"], 3)) for r in rows]}
+        results.append(summary)
+        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary.items()}), flush=True)
+    if args.output:
+        args.output.write_text(json.dumps(results, indent=1))
+
+
+class CachedDiarizer:
+    """Stands in for the pipeline's Diarizer: clusters the cached features instead of running the
+    networks again (the same `Diarizer.cluster` the pipeline's own call ends in)."""
+
+    def __init__(self, diarizer, features):
+        self.diarizer, self.features = diarizer, features
+        self.pipeline = diarizer.pipeline  # enrollment reaches the embedding model through it
+
+    def __call__(self, audio, options, hook=None):
+        return self.diarizer.cluster(self.features, options)
+
+
+def usual_words(item: dict, model: str, cache: Path):
+    """Plain faster-whisper defaults with word timestamps (benchmarks/usual_pipeline.py), cached."""
+    from transcribe.types import Word
+
+    path = cache / f"{Path(item['audio']).stem}.usual-asr.{model}.json"
+    if not path.is_file():
+        from faster_whisper import WhisperModel
+
+        from transcribe.media import load_audio
+        from transcribe.store import ModelStore
+
+        t0 = time.perf_counter()
+        whisper = WhisperModel(str(ModelStore().require(model)), device="cpu", compute_type="int8")
+        segments, info = whisper.transcribe(load_audio(item["audio"]).samples, word_timestamps=True)
+        words = [[round(w.start, 3), round(w.end, 3), w.word, round(w.probability, 4)]
+                 for seg in segments for w in seg.words or ()]
+        path.write_text(json.dumps({"language": info.language, "words": words, "asr_s": time.perf_counter() - t0}))
+    data = json.loads(path.read_text())
+    return data["language"], tuple(Word(*w) for w in data["words"])
+
+
+def score_transcript(item: dict, segments, turns) -> dict:
+    from transcribe.evaluation.metrics import speaker_attributed_errors, word_errors
+    from transcribe.evaluation.readers import read_stm
+
+    ref_segments = read_stm(Path(item["stm"]))
+    wer = word_errors(" ".join(s.text for s in ref_segments), " ".join(s.text for s in segments), item.get("language"))
+    cp, _ = speaker_attributed_errors(ref_segments, segments, item.get("language"), timed=False)
+    row = score_diarization(item, turns)
+    return row | {"wer": wer.rate, "cpwer": cp.rate, "_wer": [wer.errors, wer.ref_words], "_cpwer": [cp.errors, cp.ref_words]}
+
+
+def pooled_all(rows: list[dict]) -> dict:
+    out = pooled(rows)
+    for m in ("wer", "cpwer"):
+        out[m] = sum(r[f"_{m}"][0] for r in rows) / sum(r[f"_{m}"][1] for r in rows)
+    return out
+
+
+def cmd_compare(args) -> None:
+    from transcribe.attribution import assign_speakers, build_segments
+    from transcribe.diarize import DiarizationOptions
+    from transcribe.media import load_audio
+    from transcribe.pipeline import Pipeline, PipelineOptions
+
+    sys.path.insert(0, str(HERE))
+    from usual_pipeline import PARAMS_3_1
+
+    d = diarizer()
+    usual_opts = DiarizationOptions(
+        threshold=PARAMS_3_1["clustering"]["threshold"],
+        min_cluster_size=PARAMS_3_1["clustering"]["min_cluster_size"],
+        count_method="threshold",
+    )
+    ours = Pipeline(PipelineOptions(model=args.model, device="cpu"))
+    rows = {"usual": [], "ours": []}
+    for item in load_items(args.manifest):
+        if args.cached_only and not (args.cache / (Path(item["audio"]).stem + ".features.pkl")).is_file():
+            continue
+        features = cached_features(item, args.cache, d)
+        stem = Path(item["audio"]).stem
+        # usual: pyannote 3.1 clustering, words to the speaker they overlap most (overlap kept)
+        usual_d = d.cluster(features, usual_opts)
+        _, words = usual_words(item, args.model, args.cache)
+        segs = build_segments(assign_speakers(words, usual_d.turns))
+        rows["usual"].append(score_transcript(item, segs, usual_d.turns) | {"file": stem})
+        # ours: the pipeline as `transcribe run` runs it, its networks' output taken from the cache
+        ours._diarizer = CachedDiarizer(d, features)
+        t0 = time.perf_counter()
+        tr = ours.transcribe(load_audio(item["audio"]))
+        rows["ours"].append(score_transcript(item, tr.segments, tr.turns) | {"file": stem, "asr_s": time.perf_counter() - t0})
+        for system in ("usual", "ours"):
+            r = rows[system][-1]
+            print(f"{stem} {system}: speakers {r['speakers']}/{r['true_speakers']} DER {r['der']:.3f} "
+                  f"(miss {r['missed']:.3f} fa {r['false_alarm']:.3f} conf {r['confusion']:.3f}) "
+                  f"WER {r['wer']:.3f} cpWER {r['cpwer']:.3f}", flush=True)
+    summary = {system: pooled_all(r) for system, r in rows.items()}
+    u, o = summary["usual"], summary["ours"]
+    summary["targets"] = {
+        "der_ratio (<= 0.667)": o["der"] / u["der"],
+        "cpwer_ratio (<= 0.5)": o["cpwer"] / u["cpwer"],
+        "cpwer_over_own_wer (<= 1.5)": o["cpwer"] / o["wer"],
+        "count_right (>= 0.8)": o["count_right"],
+    }
+    print(json.dumps(summary, indent=1))
+    if args.output:
+        args.output.write_text(json.dumps({"model": args.model, "summary": summary, "rows": rows}, indent=1))
+
+
+def enrollment_embeddings(speakers, seconds: float = 30.0) -> dict:
+    """speaker id -> CAM++ enrollment embedding from up to `seconds` of their samples/ clips."""
+    import numpy as np
+
+    import compose as C
+    from transcribe.campplus import load_campplus
+    from transcribe.enroll import MIN_SPEECH_SECONDS, embed_enrollment
+    from transcribe.store import ModelStore
+    from transcribe.types import Audio
+
+    model = load_campplus(ModelStore().require_weights("campplus"))
+    clips = C.load_clips()
+    out = {}
+    for spk in speakers:
+        parts, total = [], 0.0
+        for c in (c for c in clips if c.speaker == spk):
+            if total >= seconds:
+                break
+            parts.append(C.clip_audio(c))
+            total += c.duration
+        if total >= MIN_SPEECH_SECONDS:
+            out[spk] = embed_enrollment(model, Audio(np.concatenate(parts), spk))
+    return out
+
+
+def cmd_enroll(args) -> None:
+    """Cosine similarity of enrollment embeddings to the centroids of the speakers found, split
+    into same person (centroid mapped to the reference speaker it overlaps most) and others."""
+    import numpy as np
+
+    from transcribe.diarize import DiarizationOptions
+    from transcribe.evaluation.readers import read_rttm
+
+    d = diarizer()
+    items = [it for it in load_items(args.manifest)
+             if not args.cached_only or (args.cache / (Path(it["audio"]).stem + ".features.pkl")).is_file()]
+    opts = DiarizationOptions(**(json.loads(args.extra) if args.extra else {}))
+    ref_speakers = sorted({t.speaker for it in items for t in read_rttm(Path(it["rttm"]))})
+    enrolled = enrollment_embeddings(ref_speakers)
+    same, other = [], []
+    for it in items:
+        result = d.cluster(cached_features(it, args.cache, d), opts)
+        ref = read_rttm(Path(it["rttm"]))
+        for label, c in result.centroids.items():
+            ov: dict[str, float] = {}
+            for h in (t for t in result.turns if t.speaker == label):
+                for r in ref:
+                    x = min(h.end, r.end) - max(h.start, r.start)
+                    if x > 0:
+                        ov[r.speaker] = ov.get(r.speaker, 0.0) + x
+            if not ov:
+                continue
+            truth = max(ov, key=ov.get)
+            for spk, e in enrolled.items():
+                sim = float(np.dot(c, e) / np.linalg.norm(c) / np.linalg.norm(e))
+                (same if spk == truth else other).append((round(sim, 3), spk, Path(it["audio"]).stem))
+    same.sort()
+    other.sort()
+    print("same person, lowest:", same[:8])
+    print("different people, highest:", other[-8:])
+    print(json.dumps({"same_min": same[0][0] if same else None, "other_max": other[-1][0] if other else None,
+                      "same_n": len(same), "other_n": len(other)}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", choices=["features", "sweep", "compare", "enroll"])
+    ap.add_argument("manifest", type=Path)
+    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--model", default="base")
+    ap.add_argument("-o", "--output", type=Path, default=None)
+    ap.add_argument("--cached-only", action="store_true", help="sweep: only meetings already in the cache")
+    ap.add_argument("--grid", default=None, help="sweep: JSON list of DiarizationOptions to score (default: sweep_grid())")
+    ap.add_argument("--extra", default=None, help="sweep: JSON list of extra DiarizationOptions to cross with")
+    args = ap.parse_args()
+    {"features": cmd_features, "sweep": cmd_sweep, "compare": cmd_compare, "enroll": cmd_enroll}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
