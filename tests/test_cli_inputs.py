@@ -165,8 +165,11 @@ def test_ctrl_c_leaves_no_partial_output(sample: Path, out: Path, store) -> None
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell starts background jobs with SIGINT ignored, and Python then installs no handler:
+        # give the child the default, as a terminal would, whatever started pytest.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    time.sleep(6)  # models loaded, recognition under way
+    time.sleep(6)  # models loaded, diarization or recognition under way
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == cli.EXIT_INTERRUPTED, err
