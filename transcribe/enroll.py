@@ -150,16 +150,9 @@ def match_speakers(
     """
     from scipy.optimize import linear_sum_assignment
 
-    labels = [lab for lab, c in centroids.items() if np.all(np.isfinite(c)) and np.linalg.norm(c) > 0]
-    names = list(enrolled)
+    labels, names, sim = _similarities(centroids, enrolled)
     if not labels or not names:
         return {}
-
-    def unit(rows):
-        m = np.stack([np.asarray(r, dtype=np.float64) for r in rows])
-        return m / np.linalg.norm(m, axis=1, keepdims=True)
-
-    sim = unit([centroids[lab] for lab in labels]) @ unit([enrolled[n] for n in names]).T
     rows, cols = linear_sum_assignment(sim, maximize=True)
     return {
         labels[r]: (names[c], round(float(sim[r, c]), 4)) for r, c in zip(rows, cols) if sim[r, c] >= threshold
@@ -202,13 +195,24 @@ def name_speakers(
 
 def best_similarities(centroids: Mapping[str, np.ndarray], enrolled: Mapping[str, np.ndarray]) -> dict[str, float]:
     """Each enrolled name's highest cosine similarity to any centroid (for the record)."""
-    out = {}
-    for name, e in enrolled.items():
-        sims = [
-            float(np.dot(c, e) / (np.linalg.norm(c) * np.linalg.norm(e)))
-            for c in centroids.values()
-            if np.all(np.isfinite(c)) and np.linalg.norm(c) > 0
-        ]
-        if sims:
-            out[name] = round(max(sims), 4)
-    return out
+    labels, names, sim = _similarities(centroids, enrolled)
+    if not labels or not names:
+        return {}
+    return {name: round(float(sim[:, j].max()), 4) for j, name in enumerate(names)}
+
+
+def _similarities(
+    centroids: Mapping[str, np.ndarray], enrolled: Mapping[str, np.ndarray]
+) -> tuple[list[str], list[str], np.ndarray]:
+    """(labels, names, cosine similarity matrix labels x names); labels with a zero or non-finite
+    centroid are left out."""
+    labels = [lab for lab, c in centroids.items() if np.all(np.isfinite(c)) and np.linalg.norm(c) > 0]
+    names = list(enrolled)
+    if not labels or not names:
+        return labels, names, np.zeros((len(labels), len(names)))
+
+    def unit(rows):
+        m = np.stack([np.asarray(r, dtype=np.float64) for r in rows])
+        return m / np.linalg.norm(m, axis=1, keepdims=True)
+
+    return labels, names, unit([centroids[lab] for lab in labels]) @ unit([enrolled[n] for n in names]).T
