@@ -425,8 +425,19 @@ def decode(path: Path) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
+def spoken(text: str) -> str:
+    """Reference text with spoken words in parentheses set off by commas instead.
+
+    In STM a word in parentheses may be left out (NIST's optionally deletable words), and Whisper's
+    normalizer deletes it; the source texts use parentheses for words the reader speaks, which
+    would then count as insertions against a recognizer that hears them.
+    """
+    text = re.sub(r"\s*\(([^)]*)\)\s*", r", \1, ", text)
+    return re.sub(r"\s*,\s*$", "", re.sub(r",\s*([,.;:!?])", r"\1", text)).strip()
+
+
 def stm_line(uri: str, speaker: str, start: float, end: float, text: str) -> str:
-    return f"{uri} 1 {speaker} {start:.3f} {end:.3f} {text}"
+    return f"{uri} 1 {speaker} {start:.3f} {end:.3f} {spoken(text)}"
 
 
 def rttm_line(uri: str, speaker: str, start: float, end: float) -> str:
@@ -467,7 +478,7 @@ def build_recording(rec: Recording, data: Path, out: Path, built: Built) -> None
                 "id": rec.key if n_clips == 1 else f"{rec.key}_{k:02d}",
                 "audio": rel.as_posix(), "start": start, "end": end,
                 "duration": round(end - start, 3), "speaker": rec.speaker,
-                "language": rec.language, "text": span.text, "text_quality": rec.text_quality,
+                "language": rec.language, "text": spoken(span.text), "text_quality": rec.text_quality,
                 "source": rec.source, "licence": rec.licence,
             })
     (out / rel.with_suffix(".stm")).write_text("\n".join(stm) + "\n", encoding="utf-8")

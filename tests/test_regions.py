@@ -13,6 +13,7 @@ import pytest
 
 from transcribe.errors import UsageError
 from transcribe.regions import (
+    _schedule,
     Chunk,
     RegionOptions,
     _ownership,
@@ -198,6 +199,28 @@ def test_window_maps_words_back_to_their_chunk() -> None:
     # a word over the silence between pieces goes to the nearer piece, clamped into it
     assert w.to_recording(5.0, 5.6) == (1, 40.0, 40.1)
     assert w.to_recording(4.8, 5.6) == (0, 14.8, 15.0)
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 4, 9, 20, 21, 60])
+def test_schedule_decodes_each_window_after_the_one_before(n: int) -> None:
+    """With previous text, every window is decoded once, after its predecessor (whose text it
+    is prompted with) unless it starts a stream; at most `batch_size` rows per batch."""
+    opts = RegionOptions()
+    batches = _schedule([29.5] * n, opts)
+    order = [k for b in batches for k in b]
+    assert sorted(order) == list(range(n))
+    assert all(len(b) <= opts.batch_size for b in batches)
+    when = {k: j for j, b in enumerate(batches) for k in b}
+    starts = [k for k in range(n) if k == 0 or when[k - 1] >= when[k]]
+    assert len(starts) == (len(batches[0]) if n else 0)
+    assert all(when[k - 1] == when[k] - 1 for k in range(n) if k not in starts)
+    if n >= 2 * opts.stream_windows:  # long enough to batch: streams of at least stream_windows
+        assert 1 < len(starts) and n // len(starts) >= opts.stream_windows
+
+
+def test_schedule_without_previous_text_batches_similar_lengths() -> None:
+    batches = _schedule([10.0, 29.0, 12.0, 28.0], RegionOptions(previous_tokens=0, batch_size=2))
+    assert batches == [[1, 3], [2, 0]]
 
 
 def test_uncovered_finds_speech_without_words() -> None:

@@ -12,7 +12,11 @@ driven by the speech that diarization (or, without diarization, Silero VAD) hear
    end, and nothing is skipped by seeking), each chunk brought to the same loudness first; it
    decodes the windows in batches (one encoder input per window, truncated to its length, then
    one batched beam search, as faster-whisper's `BatchedInferencePipeline` does) and maps every
-   word back to its chunk: recording time, and the chunk's speaker.
+   word back to its chunk: recording time, and the chunk's speaker. Each batch row is a stream of
+   consecutive windows, and a window's prompt holds the text decoded before it, as Whisper's
+   conditioning on previous text does (measured: WER 0.149 -> 0.133 on a 10-minute meeting);
+   looping is no risk carried over, since a window that loops or is scored as silence passes no
+   text on and its chunks are decoded again without it.
 3. The coverage check: a chunk whose window Whisper scored as silence or a loop, or with an
    implausible word rate (too few words: something was skipped; too many: a loop), is decoded
    again on its own, and the more plausible result is kept; any stretch of speech still without
@@ -61,6 +65,7 @@ __all__ = [
 Progress = Callable[[float, float], None]  # (seconds done, seconds in all)
 
 WINDOW = 30.0  # Whisper's input window, seconds
+_MAX_PREVIOUS = 223  # previous text tokens in a prompt, as Whisper (half its 448-token context, less one)
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,8 @@ class RegionOptions:
     tail: float = 0.5  # seconds of silence after a chunk, so that its last word ends in the input
     min_window: float = 10.0  # the encoder sees at least this many seconds (Whisper's is 30)
     batch_size: int = 8  # windows per batched decoding call
+    previous_tokens: int = 223  # prompt each window with this much of the text before it (0: none)
+    stream_windows: int = 4  # with previous text: at least this many consecutive windows per batch row
     speech_slack: float = 0.3  # a word within this of a speech turn counts as over speech
     min_uncovered: float = 2.0  # seconds of speech without a word that are decoded again
     min_word_rate: float = 0.8  # a chunk with fewer words per second of speech is decoded again alone
@@ -85,6 +92,7 @@ class RegionOptions:
     log_prob_threshold: float = -1.0  # ... and avg_logprob below this: the window is silence
     compression_ratio_threshold: float = 2.4  # above: a repetition loop, decoded again
     doubtful_probability: float = 0.5  # words this unlikely on average, where VAD hears no voice: dropped
+    redecode_probability: float = 0.65  # a chunk's words this unlikely on average: decoded again alone
     normalize_gain: bool = True  # bring every chunk to the same level before decoding
     max_gain_db: float = 30.0  # never amplify a chunk more than this
 
@@ -99,6 +107,10 @@ class RegionOptions:
             raise UsageError(f"chunk padding {self.pad} s leaves no room in a {self.max_chunk} s chunk")
         if self.batch_size < 1:
             raise UsageError(f"batch size must be at least 1, got {self.batch_size}")
+        if not 0 <= self.previous_tokens <= _MAX_PREVIOUS:
+            raise UsageError(f"previous text tokens must be between 0 and {_MAX_PREVIOUS}, got {self.previous_tokens}")
+        if self.stream_windows < 1:
+            raise UsageError(f"windows per stream must be at least 1, got {self.stream_windows}")
 
 
 @dataclass(frozen=True)
@@ -134,7 +146,8 @@ class RegionResult:
     `stats` keys: chunks (after any split at a pause), windows (Whisper inputs in the first pass),
     speech_seconds (in the chunks), decoded_seconds (audio in the windows, padding and silence
     between chunks included), redecoded (chunks and stretches decoded again on their own),
-    recovered_words (words that brought back), dropped_outside_speech (words over no speech),
+    replaced_doubtful (chunks whose words Whisper doubted in their window, and that it was surer
+    of on their own, without previous text), recovered_words (words that brought back), dropped_outside_speech (words over no speech),
     dropped_no_speech (words of windows Whisper scored as silence, and doubtful words of chunks
     in which Silero VAD hears no voice), dropped_repetition (words of
     repetition loops), uncovered_seconds (speech of 2 s or more still without a word).
@@ -520,6 +533,12 @@ class _Decoded:
     no_speech_prob: float
     avg_logprob: float
     compression_ratio: float
+    tokens: tuple[int, ...] = ()
+
+    def failed(self, opts: RegionOptions) -> bool:
+        """Whisper scored the window as silence, or it looped."""
+        silent = self.no_speech_prob > opts.no_speech_threshold and self.avg_logprob < opts.log_prob_threshold
+        return silent or self.compression_ratio > opts.compression_ratio_threshold
 
 
 def _model_of(recognizer_or_model: Any):
@@ -550,12 +569,36 @@ _APPEND = "\"'.。,，!！?？:：”)]}、"
 
 @dataclass(frozen=True)
 class _Decoder:
-    """What every batch is decoded with: tokenizer, prompt and suppressed tokens, built once."""
+    """What every batch is decoded with: tokenizer, prompt and suppressed tokens, built once.
 
+    `prompt` holds no previous text but the user's initial prompt; `prompts` builds those of
+    windows that follow text already decoded, as Whisper was trained to see them.
+    """
+
+    model: Any
     tokenizer: Any
+    initial: tuple[int, ...]  # the user's initial prompt
+    hotwords: str | None
     prompt: tuple[int, ...]
     suppress_tokens: tuple[int, ...]
     beam_size: int
+
+    def prompts(self, previous: Sequence[Sequence[int]], most: int = 223) -> list[tuple[int, ...]]:
+        """Prompts for a batch of windows, each after the text tokens in `previous`.
+
+        CTranslate2 wants the start of the transcript at the same place in every prompt of a batch,
+        so every row keeps as many of its last previous tokens as the shortest has (at most
+        `most`); a batch in which one row has none is decoded without previous text.
+        """
+        keep = min([len(p) for p in previous] + [most])
+        if keep == 0:
+            return [self.prompt] * len(previous)
+        # With timestamp tokens, as Whisper was trained: without them (faster-whisper's batched
+        # default) it measured to stop early in a full window, leaving whole chunks without words.
+        return [
+            tuple(self.model.get_prompt(self.tokenizer, list(p[-keep:]), without_timestamps=False, hotwords=self.hotwords))
+            for p in previous
+        ]
 
 
 def _decoder(model, language: str, options) -> _Decoder:
@@ -563,11 +606,17 @@ def _decoder(model, language: str, options) -> _Decoder:
     from faster_whisper.transcribe import get_suppressed_tokens
 
     tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
-    previous = tokenizer.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else []
-    # With timestamp tokens, as Whisper was trained: without them (faster-whisper's batched default)
-    # it measured to stop early in a full window, leaving whole chunks without words.
-    prompt = model.get_prompt(tokenizer, previous, without_timestamps=False, hotwords=options.hotwords)
-    return _Decoder(tokenizer, tuple(prompt), tuple(get_suppressed_tokens(tokenizer, [-1])), options.beam_size)
+    initial = tuple(tokenizer.encode(" " + options.initial_prompt.strip())) if options.initial_prompt else ()
+    prompt = model.get_prompt(tokenizer, list(initial), without_timestamps=False, hotwords=options.hotwords)
+    return _Decoder(
+        model,
+        tokenizer,
+        initial,
+        options.hotwords,
+        tuple(prompt),
+        tuple(get_suppressed_tokens(tokenizer, [-1])),
+        options.beam_size,
+    )
 
 
 def _encode(model, batch: np.ndarray):
@@ -581,8 +630,16 @@ def _encode(model, batch: np.ndarray):
     return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.concatenate(parts)))
 
 
-def _decode_batch(model, inputs: Sequence[np.ndarray], dec: _Decoder, opts: RegionOptions) -> list[_Decoded]:
+def _decode_batch(
+    model,
+    inputs: Sequence[np.ndarray],
+    dec: _Decoder,
+    opts: RegionOptions,
+    prompts: Sequence[Sequence[int]] | None = None,
+) -> list[_Decoded]:
     """Decode a batch of windows at once, at temperature 0; word times relative to each window's start.
+
+    `prompts`, one per input, default to `dec.prompt` (no previous text).
 
     The encoder sees each window with `tail` s of silence after it, padded to the longest in the
     batch (at least `min_window` s) rather than always to 30 s. The beam search runs over the
@@ -602,7 +659,7 @@ def _decode_batch(model, inputs: Sequence[np.ndarray], dec: _Decoder, opts: Regi
     encoded = _encode(model, np.stack([pad_or_trim(f, frames) for f in feats]))
     results = model.model.generate(
         encoded,
-        [list(dec.prompt) for _ in inputs],
+        [list(p) for p in prompts] if prompts is not None else [list(dec.prompt) for _ in inputs],
         beam_size=dec.beam_size,
         max_length=model.max_length,
         suppress_blank=True,
@@ -642,8 +699,26 @@ def _decode_batch(model, inputs: Sequence[np.ndarray], dec: _Decoder, opts: Regi
             (float(w["start"]), float(w["end"]), w["word"], float(w["probability"])) for w in seg.get("words", ())
         )
         scores = (float(seg["no_speech_prob"]), float(seg["avg_logprob"]), float(seg["compression_ratio"]))
-        out.append(_Decoded(words, *scores))
+        out.append(_Decoded(words, *scores, tuple(seg["tokens"])))
     return out
+
+
+def _schedule(lengths: Sequence[float], opts: RegionOptions) -> list[list[int]]:
+    """The order in which windows (of these lengths, in time order) are decoded, batch by batch.
+
+    With previous text: the windows are cut into at most `batch_size` streams of consecutive windows,
+    each at least `stream_windows` long, and batch j holds the j-th window of every stream, so that
+    every window but a stream's first is decoded after the one before it. Without: longest first,
+    so that a batch holds windows of similar length (less padding).
+    """
+    n = len(lengths)
+    if not opts.previous_tokens:
+        order = sorted(range(n), key=lambda k: -lengths[k])
+        return [order[b : b + opts.batch_size] for b in range(0, n, opts.batch_size)]
+    streams = max(1, min(opts.batch_size, n // opts.stream_windows))
+    size = math.ceil(n / streams) if n else 0
+    starts = range(0, n, size) if size else ()
+    return [[a + j for a in starts if a + j < min(a + size, n)] for j in range(size)]
 
 
 def _decode_alone(
@@ -706,6 +781,11 @@ def _uncovered(
     return out
 
 
+def _confidence(words: Sequence[Word]) -> float:
+    """Whisper's mean word probability over `words`."""
+    return float(np.mean([w.probability for w in words]))
+
+
 def _has_voice(x: np.ndarray, min_speech: float = 0.3) -> bool:
     """Silero VAD (on loudness-normalised audio, low threshold) hears `min_speech` s of speech in `x`."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
@@ -766,9 +846,7 @@ class _Coverage:
         for k in range(0, len(requests), opts.batch_size):
             group = requests[k : k + opts.batch_size]
             for r, d in zip(group, _decode_batch(self.model, [self.audio_of(r) for r in group], self.dec, opts)):
-                silent = d.no_speech_prob > opts.no_speech_threshold and d.avg_logprob < opts.log_prob_threshold
-                looping = d.compression_ratio > opts.compression_ratio_threshold
-                out.append([] if silent or looping else self._words(r, d.words))
+                out.append([] if d.failed(opts) else self._words(r, d.words))
         self.stats["redecoded"] += len(requests)
         return out
 
@@ -817,6 +895,7 @@ def transcribe_chunks(
         "speech_seconds": round(sum(e - s for c in chunks for s, e in c.speech), 3),
         "decoded_seconds": 0.0,
         "redecoded": 0,
+        "replaced_doubtful": 0,
         "recovered_words": 0,
         "dropped_outside_speech": 0,
         "dropped_no_speech": 0,
@@ -842,15 +921,21 @@ def transcribe_chunks(
         log.info("detected language %s (p=%.2f)", language, language_probability)
     dec = _decoder(model, language, options)
 
-    # Pass 1: every window, in batches of similar length (less padding).
+    # Pass 1: every window, in batches. With `previous_tokens`, the windows are cut into streams of
+    # consecutive windows, and each batch holds the next window of every stream, prompted with the
+    # text of the window before it, as Whisper decodes a recording; without, batches of similar length.
     found: dict[int, list[Word]] = {i: [] for i in range(len(chunks))}
     retry: set[int] = set()
-    order = sorted(range(len(windows)), key=lambda k: -windows[k].length)
+    before: dict[int, list[int]] = {}  # window -> the text up to its end, as the next one's prompt
     total = sum(w.length for w in windows)
     done = 0.0
-    for b in range(0, len(order), opts.batch_size):
-        group = order[b : b + opts.batch_size]
-        for k, d in zip(group, _decode_batch(model, [inputs[k] for k in group], dec, opts)):
+    for group in _schedule([w.length for w in windows], opts):
+        contexts = [before.get(k - 1, list(dec.initial)) for k in group]
+        prompts = dec.prompts(contexts, opts.previous_tokens) if opts.previous_tokens else None
+        decoded = _decode_batch(model, [inputs[k] for k in group], dec, opts, prompts)
+        for k, context, d in zip(group, contexts, decoded):
+            text = [] if d.failed(opts) else [t for t in d.tokens if t < dec.tokenizer.eot]
+            before[k] = (context + text)[-_MAX_PREVIOUS:]
             window = windows[k]
             done += window.length
             if d.no_speech_prob > opts.no_speech_threshold and d.avg_logprob < opts.log_prob_threshold:
@@ -874,9 +959,11 @@ def transcribe_chunks(
         stats["dropped_outside_speech"] += len(words) - len(kept)
         return kept
 
-    # Pass 2, the coverage check, everything decoded on its own. (a) A chunk whose window failed,
-    # or whose word rate is implausible (too few words: Whisper skipped some; too many: it looped),
-    # is decoded again; the more plausible result is kept. (b) Stretches of speech still without
+    # Pass 2, the coverage check, everything decoded on its own, without previous text. (a) A chunk
+    # whose window failed, whose word rate is implausible (too few words: Whisper skipped some; too
+    # many: it looped) or whose words Whisper doubts (previous text can lead it astray) is decoded
+    # again; the more plausible result is kept: fewer words for a loop, surer words for a doubtful
+    # chunk, and for a sparse one more words. (b) Stretches of speech still without
     # words are decoded again; (c) those still empty, with temperature fallback, then in halves.
     coverage = _Coverage(model, audio, chunks, owned, dec, language, options, opts, stats)
     voiced: dict[int, bool] = {}
@@ -905,13 +992,20 @@ def transcribe_chunks(
     def dense(i: int, words: Sequence[Word]) -> bool:
         return len(words) > opts.max_word_rate * max(seconds[i], 1.0)
 
+    def doubtful(words: Sequence[Word]) -> bool:
+        return bool(words) and _confidence(words) < opts.redecode_probability
+
     redo = [coverage.request(i, c.speech_start, c.speech_end) for i, c in enumerate(chunks)
-            if dense(i, final[i]) or ((i in retry or sparse(i, final[i])) and has_voice(i))]
+            if dense(i, final[i]) or doubtful(final[i]) or ((i in retry or sparse(i, final[i])) and has_voice(i))]
     for r, again in zip(redo, coverage.batch(redo)):
         i, old = r.chunk, final[r.chunk]
         again = plausible(i, over_speech(i, again))
         if dense(i, old) and len(again) < len(old):
             stats["dropped_repetition"] += len(old) - len(again)
+            final[i] = again
+        elif doubtful(old) and again and not dense(i, again) and _confidence(again) > _confidence(old):
+            stats["replaced_doubtful"] += 1
+            stats["recovered_words"] += max(0, len(again) - len(old))
             final[i] = again
         elif len(again) > len(old) and not dense(i, again):
             stats["recovered_words"] += len(again) - len(old)
