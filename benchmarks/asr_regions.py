@@ -1,7 +1,7 @@
 """ASR over speech regions against sequential whole-file decoding, in one run, same model, same machine.
 
     python benchmarks/asr_regions.py [--seeds 1 2 3] [--speakers 3 5 8] [--minutes 4] [--diarize]
-                                     [--reps 2] [-o benchmarks/results/asr_regions.json]
+                                     [--reps 2] [--variant KEY=VALUE] [-o benchmarks/results/asr_regions.json]
 
 Meetings are composed in memory by `benchmarks/compose.py` from `samples/clips.jsonl` (English,
 default composer options: pauses, 5% overlap, +-6 dB speaker levels, pink noise at -50 dBFS), one
@@ -14,6 +14,8 @@ On each, with the same faster-whisper model (`Recognizer`, int8 on CPU) and the 
   timestamps, no conditioning on previous text): the speed baseline;
 - `regions`: `transcribe.regions` over the reference RTTM turns (isolates the ASR stage);
 - `regions+vad`: over Silero VAD regions (`vad_regions`, what `--no-diarize` uses), VAD time included;
+- `regions:KEY=VALUE` (with --variant KEY=VALUE): `regions` with those `RegionOptions` changed, for
+  example `--variant previous_tokens=0` (no previous text in the prompts);
 - `regions+diar` (with --diarize): over the exclusive turns of our diarization (its time is not
   counted: the pipeline runs diarization anyway);
 - `ceiling`: every reference clip transcribed on its own (`Recognizer`, the original clip audio);
@@ -108,6 +110,19 @@ def run_usual_asr(rec: Recognizer, audio: Audio, options: AsrOptions) -> list[Wo
     return [Word(w.start, w.end, w.word, w.probability) for s in segments for w in s.words or ()]
 
 
+def parse_variant(text: str) -> RegionOptions:
+    """RegionOptions with the fields named in "key=value,key=value" changed (typed as the defaults)."""
+    defaults = RegionOptions()
+    changes: dict[str, Any] = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not hasattr(defaults, key.strip()):
+            raise SystemExit(f"--variant {text!r}: expected KEY=VALUE with a RegionOptions field as KEY")
+        kind = type(getattr(defaults, key.strip()))
+        changes[key.strip()] = value.strip().lower() in ("1", "true", "yes") if kind is bool else kind(value)
+    return RegionOptions(**changes)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
@@ -123,6 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="also each reference turn's span of the meeting on its own (slow)")
     ap.add_argument("--clips", type=Path, default=HERE.parent / "samples" / "clips.jsonl")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for CTranslate2 (0: its default)")
+    ap.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                    help="also regions over the reference turns with these RegionOptions changed, as system "
+                         "'regions:KEY=VALUE' (repeatable; e.g. previous_tokens=0)")
     ap.add_argument("-o", "--output", type=Path, default=HERE / "results" / "asr_regions.json")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
@@ -137,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rec = Recognizer(store.require(args.model), "cpu", "int8", args.threads)
     options = AsrOptions(language=args.language or None)
     ropts = RegionOptions()
+    variants = {f"regions:{v}": parse_variant(v) for v in args.variant}
     diarizer = None
     if args.diarize:
         from transcribe.diarize import DiarizationOptions, Diarizer
@@ -150,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ComposeOptions(quiet_turn=25.0, speaker_set=("lj", "mfa_mcauliffe", "librivox_sonnets", "jfk"))))
 
     systems = ["usual", "sequential", "regions", "regions+vad"] + (["regions+diar"] if diarizer else [])
+    systems += list(variants)
     systems += [] if args.no_ceiling else ["ceiling"] + (["ceiling_in_meeting"] if args.ceiling_in_meeting else [])
     load_before = os.getloadavg()
     per_meeting: list[dict[str, Any]] = []
@@ -167,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         row["sequential"] = score(m.utterances, seq.words) | {"seconds": [round(t, 2) for t in times["sequential"]]}
         row["regions"] = score(m.utterances, reg.words) | {"seconds": [round(t, 2) for t in times["regions"]],
                                                            "stats": dict(reg.stats)}
+        for name, v_opts in variants.items():
+            var, dt = timed(run_regions, rec, audio, ref_turns, options, v_opts)
+            row[name] = score(m.utterances, var.words) | {"seconds": [round(dt, 2)], "stats": dict(var.stats)}
         vad, dt = timed(lambda: run_regions(rec, audio, vad_regions(audio), options, ropts))
         row["regions+vad"] = score(m.utterances, vad.words) | {"seconds": [round(dt, 2)], "stats": dict(vad.stats)}
         if diarizer:

@@ -13,13 +13,14 @@ driven by the speech that diarization (or, without diarization, Silero VAD) hear
    decodes the windows in batches (one encoder input per window, truncated to its length, then
    one batched beam search, as faster-whisper's `BatchedInferencePipeline` does) and maps every
    word back to its chunk: recording time, and the chunk's speaker. Each batch row is a stream of
-   consecutive windows, and a window's prompt holds the text decoded before it, as Whisper's
-   conditioning on previous text does (measured: WER 0.149 -> 0.133 on a 10-minute meeting);
-   looping is no risk carried over, since a window that loops or is scored as silence passes no
-   text on and its chunks are decoded again without it.
-3. The coverage check: a chunk whose window Whisper scored as silence or a loop, or with an
-   implausible word rate (too few words: something was skipped; too many: a loop), is decoded
-   again on its own, and the more plausible result is kept; any stretch of speech still without
+   consecutive windows, and a window's prompt holds the text decoded before it, as with
+   Whisper's conditioning on previous text (measured on 7 composed meetings: WER 0.135 -> 0.123,
+   deletions 5.6% -> 3.4%). A loop is not carried on: a window that loops or is scored as
+   silence passes no text to the next, and its chunks are decoded again without it.
+3. The coverage check: a chunk whose window Whisper scored as silence or a loop, with an
+   implausible word rate (too few words: something was skipped; too many: a loop), or whose
+   words Whisper doubts (previous text can lead it astray) is decoded again on its own, without
+   previous text, and the more plausible result is kept; any stretch of speech still without
    words is decoded again on its own, then with temperature fallback, then in halves. Words over
    time where nobody speaks are dropped as likely hallucinations. Everything is counted in
    `RegionResult.stats` (the pipeline puts it in `Transcript.stats["asr_regions"]`) and logged.
@@ -147,10 +148,11 @@ class RegionResult:
     speech_seconds (in the chunks), decoded_seconds (audio in the windows, padding and silence
     between chunks included), redecoded (chunks and stretches decoded again on their own),
     replaced_doubtful (chunks whose words Whisper doubted in their window, and that it was surer
-    of on their own, without previous text), recovered_words (words that brought back), dropped_outside_speech (words over no speech),
-    dropped_no_speech (words of windows Whisper scored as silence, and doubtful words of chunks
-    in which Silero VAD hears no voice), dropped_repetition (words of
-    repetition loops), uncovered_seconds (speech of 2 s or more still without a word).
+    of on their own, without previous text), recovered_words (words that brought back),
+    dropped_outside_speech (words over no speech), dropped_no_speech (words of windows Whisper
+    scored as silence, and doubtful words of chunks in which Silero VAD hears no voice),
+    dropped_repetition (words of repetition loops), uncovered_seconds (speech of 2 s or more
+    still without a word).
     """
 
     words: tuple[Word, ...]
@@ -583,7 +585,7 @@ class _Decoder:
     suppress_tokens: tuple[int, ...]
     beam_size: int
 
-    def prompts(self, previous: Sequence[Sequence[int]], most: int = 223) -> list[tuple[int, ...]]:
+    def prompts(self, previous: Sequence[Sequence[int]], most: int = _MAX_PREVIOUS) -> list[tuple[int, ...]]:
         """Prompts for a batch of windows, each after the text tokens in `previous`.
 
         CTranslate2 wants the start of the transcript at the same place in every prompt of a batch,
