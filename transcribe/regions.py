@@ -84,7 +84,11 @@ class RegionOptions:
     min_window: float = 10.0  # the encoder sees at least this many seconds (Whisper's is 30)
     batch_size: int = 8  # windows per batched decoding call
     previous_tokens: int = 223  # prompt each window with this much of the text before it (0: none)
-    stream_windows: int = 4  # with previous text: at least this many consecutive windows per batch row
+    # With previous text: at least this many consecutive windows per batch row. Fewer streams mean
+    # fewer windows decoded without the text before them, and smaller batches: on a 10-minute
+    # meeting (22 windows) 4 gave WER 0.127, 8 gave 0.120, one stream 0.118, at 1.0, 1.15 and 1.5
+    # times the ASR time of 4.
+    stream_windows: int = 8
     speech_slack: float = 0.3  # a word within this of a speech turn counts as over speech
     min_uncovered: float = 2.0  # seconds of speech without a word that are decoded again
     min_word_rate: float = 0.8  # a chunk with fewer words per second of speech is decoded again alone
