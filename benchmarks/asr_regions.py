@@ -118,8 +118,12 @@ def parse_variant(text: str) -> RegionOptions:
         key, sep, value = item.partition("=")
         if not sep or not hasattr(defaults, key.strip()):
             raise SystemExit(f"--variant {text!r}: expected KEY=VALUE with a RegionOptions field as KEY")
-        kind = type(getattr(defaults, key.strip()))
-        changes[key.strip()] = value.strip().lower() in ("1", "true", "yes") if kind is bool else kind(value)
+        key = key.strip()
+        kind = type(getattr(defaults, key))
+        try:
+            changes[key] = value.strip().lower() in ("1", "true", "yes") if kind is bool else kind(value)
+        except ValueError:
+            raise SystemExit(f"--variant {text!r}: {key} takes a {kind.__name__}, not {value!r}") from None
     return RegionOptions(**changes)
 
 
