@@ -541,10 +541,16 @@ class _Decoded:
     compression_ratio: float
     tokens: tuple[int, ...] = ()
 
+    def silent(self, opts: RegionOptions) -> bool:
+        """Whisper's own rule: the window is silence."""
+        return self.no_speech_prob > opts.no_speech_threshold and self.avg_logprob < opts.log_prob_threshold
+
+    def looping(self, opts: RegionOptions) -> bool:
+        return self.compression_ratio > opts.compression_ratio_threshold
+
     def failed(self, opts: RegionOptions) -> bool:
         """Whisper scored the window as silence, or it looped."""
-        silent = self.no_speech_prob > opts.no_speech_threshold and self.avg_logprob < opts.log_prob_threshold
-        return silent or self.compression_ratio > opts.compression_ratio_threshold
+        return self.silent(opts) or self.looping(opts)
 
 
 def _model_of(recognizer_or_model: Any):
@@ -944,11 +950,11 @@ def transcribe_chunks(
             before[k] = (context + text)[-_MAX_PREVIOUS:]
             window = windows[k]
             done += window.length
-            if d.no_speech_prob > opts.no_speech_threshold and d.avg_logprob < opts.log_prob_threshold:
+            if d.silent(opts):
                 stats["dropped_no_speech"] += len(d.words)
                 retry.update(window.chunks)
                 continue
-            if d.compression_ratio > opts.compression_ratio_threshold:
+            if d.looping(opts):
                 stats["dropped_repetition"] += len(d.words)
                 retry.update(window.chunks)
                 continue
@@ -983,7 +989,7 @@ def transcribe_chunks(
     def plausible(i: int, words: list[Word]) -> list[Word]:
         """Words of a chunk in which Silero VAD hears no voice at all, and that Whisper itself
         doubts, are what Whisper invents over noise and silence ("you", "Thank you.")."""
-        if words and np.mean([w.probability for w in words]) < opts.doubtful_probability and not has_voice(i):
+        if words and _confidence(words) < opts.doubtful_probability and not has_voice(i):
             log.debug("dropped %r at %.2f s: no voice there", "".join(w.text for w in words), words[0].start)
             stats["dropped_no_speech"] += len(words)
             return []
