@@ -6,7 +6,8 @@
 Meetings are composed in memory by `benchmarks/compose.py` from `samples/clips.jsonl` (English,
 default composer options: pauses, 5% overlap, +-6 dB speaker levels, pink noise at -50 dBFS), one
 per (seed, speaker count), plus one with a long quiet turn (a speaker at -20 dB, a 25 s turn).
-On each, with the same faster-whisper model (`Recognizer`, int8 on CPU) and the same options:
+On each, with the same faster-whisper model (`Recognizer`, int8 on CPU, float16 with `--device cuda`)
+and the same options:
 
 - `usual`: faster-whisper's defaults (no VAD, conditioning on previous text) with word timestamps,
   the ASR of `benchmarks/usual_pipeline.py`: the insertions to beat;
@@ -50,6 +51,8 @@ sys.path.insert(0, str(HERE))
 import numpy as np  # noqa: E402
 
 from transcribe.asr import AsrOptions, Recognizer  # noqa: E402
+from transcribe.devices import asr_device  # noqa: E402
+from transcribe.errors import UsageError  # noqa: E402
 from transcribe.evaluation.metrics import WordErrors, word_errors  # noqa: E402
 from transcribe.regions import RegionOptions, plan_chunks, transcribe_chunks, vad_regions  # noqa: E402
 from transcribe.store import ModelStore  # noqa: E402
@@ -142,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="also each reference turn's span of the meeting on its own (slow)")
     ap.add_argument("--clips", type=Path, default=HERE.parent / "samples" / "clips.jsonl")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads for CTranslate2 (0: its default)")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where Whisper runs [cpu]")
+    ap.add_argument("--compute-type", default=None, help="CTranslate2 precision [int8 on cpu, float16 on cuda]")
     ap.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
                     help="also regions over the reference turns with these RegionOptions changed, as system "
                          "'regions:KEY=VALUE' (repeatable; e.g. previous_tokens=0)")
@@ -156,7 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     clips = load_clips(args.clips)
     by_id = {c.id: c for c in clips}
     store = ModelStore()
-    rec = Recognizer(store.require(args.model), "cpu", "int8", args.threads)
+    try:
+        device, compute_type = asr_device(args.device, args.device, args.compute_type)
+    except UsageError as exc:
+        raise SystemExit(str(exc)) from None
+    rec = Recognizer(store.require(args.model), device, compute_type, args.threads)
     options = AsrOptions(language=args.language or None)
     ropts = RegionOptions()
     variants = {f"regions:{v}": parse_variant(v) for v in args.variant}
@@ -248,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = {
         "command": " ".join(["python", "benchmarks/asr_regions.py", *(argv if argv is not None else sys.argv[1:])]),
         "model": args.model,
+        "device": device,
+        "compute_type": compute_type,
         "cpus": os.cpu_count(),
         "load_average_before_after": [round(x, 2) for x in (*load_before, *os.getloadavg())],
         "language": args.language or None,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from transcribe.errors import UsageError
+
+log = logging.getLogger("transcribe")
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -53,3 +56,17 @@ def ctranslate2_cuda_problem() -> str | None:
     except OSError:
         return "faster-whisper needs cuBLAS 12 on CUDA: pip install 'nvidia-cublas-cu12' (or the [gpu] extra)"
     return None
+
+
+def asr_device(requested: str, device: str, compute_type: str | None = None) -> tuple[str, str]:
+    """Where faster-whisper runs, and in what precision: `device` (resolved from the user's
+    `requested` one) with `compute_type` or its default, unless CUDA lacks cuBLAS 12. Then an
+    explicit `--device cuda` is refused, and `auto` moves speech recognition to the CPU with a
+    warning (torch, and so diarization, stays on the GPU)."""
+    problem = ctranslate2_cuda_problem() if device == "cuda" else None
+    if problem and requested == "cuda":
+        raise UsageError(f"--device cuda: {problem}")
+    if problem:
+        log.warning("speech recognition runs on the CPU: %s", problem)
+        return "cpu", default_compute_type("cpu")
+    return device, compute_type or default_compute_type(device)

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from transcribe.asr import AsrOptions, AsrResult, Recognizer
 from transcribe.attribution import apply_speaker_names, assign_speakers, build_segments, parse_speaker_names
-from transcribe.devices import ctranslate2_cuda_problem, default_compute_type, resolve_device
+from transcribe.devices import asr_device, default_compute_type, resolve_device
 from transcribe.errors import ModelError, UsageError
 from transcribe.regions import RegionResult, transcribe_regions
 from transcribe.store import ModelStore
@@ -131,13 +131,7 @@ class Pipeline:
     @property
     def recognizer(self) -> Recognizer:
         if self._recognizer is None:
-            device, compute_type = self.device, self.compute_type
-            problem = ctranslate2_cuda_problem() if device == "cuda" else None
-            if problem and self.options.device == "cuda":
-                raise UsageError(f"--device cuda: {problem}")
-            if problem:  # auto: diarization stays on the GPU, speech recognition moves to the CPU
-                log.warning("speech recognition runs on the CPU: %s", problem)
-                device, compute_type = "cpu", default_compute_type("cpu")
+            device, compute_type = asr_device(self.options.device, self.device, self.compute_type)
             self._recognizer = Recognizer(self._asr_path, device, compute_type, self.options.threads)
             self.asr_device, self.asr_compute_type = device, compute_type
             self._recognizer.check_language(self.options.language)

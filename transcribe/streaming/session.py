@@ -167,7 +167,7 @@ class StreamSession:
         from pathlib import Path
 
         from transcribe.asr import Recognizer
-        from transcribe.devices import default_compute_type, resolve_device
+        from transcribe.devices import asr_device, resolve_device
         from transcribe.store import ModelStore
 
         o = self.options
@@ -181,7 +181,8 @@ class StreamSession:
         else:
             asr_path, info = store.require(o.model), ModelInfo("asr", o.model, store.file_checksums(o.model))
         self.models.append(info)
-        recognizer = Recognizer(asr_path, device, o.compute_type or default_compute_type(device), o.threads)
+        asr_on, compute_type = asr_device(o.device, device, o.compute_type)
+        recognizer = Recognizer(asr_path, asr_on, compute_type, o.threads)
         recognizer.check_language(o.language)
         decoder = WindowDecoder(recognizer.model, o.decoder_options())
         embedder = None
