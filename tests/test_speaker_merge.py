@@ -1,0 +1,59 @@
+"""merge_split_clusters: one speaker split in two is merged back; two people heard together are not."""
+
+from __future__ import annotations
+
+import numpy as np
+from pyannote.core import SlidingWindow, SlidingWindowFeature
+
+from transcribe.diarize import merge_split_clusters
+
+
+def _case(alike: float, together: bool, chunks: int = 12, frames: int = 50):
+    """Three clusters over `chunks` chunks of two local speakers: cluster 0 alone in the first half;
+    clusters 1 and 2, `alike` in cosine similarity, in the second half, sharing every chunk
+    (`together`) or taking turns, one chunk each."""
+    rng = np.random.default_rng(0)
+    dim = 16
+    base = np.eye(dim)
+    voice = {0: base[0], 1: base[1], 2: alike * base[1] + np.sqrt(1 - alike**2) * base[2]}
+    seg = np.zeros((chunks, frames, 2))
+    emb = np.full((chunks, 2, dim), np.nan)
+    hard = np.full((chunks, 2), -2, dtype=np.int8)
+    half = chunks // 2
+    for c in range(chunks):
+        if c < half:
+            who = [(0, 0)]
+        elif together:
+            who = [(0, 1), (1, 2)]
+        else:
+            who = [(0, 1 if c % 2 else 2)]
+        for local, k in who:
+            if len(who) == 2:  # each speaks alone for part of the chunk (clean frames)
+                seg[c, local * frames // 2 : (local + 1) * frames // 2, local] = 1
+            else:
+                seg[c, :, local] = 1
+            emb[c, local] = voice[k] + 0.01 * rng.standard_normal(dim)
+            hard[c, local] = k
+    centroids = np.stack([voice[k] for k in range(3)])
+    return emb, SlidingWindowFeature(seg, SlidingWindow(start=0, duration=10, step=1)), hard, centroids
+
+
+def test_a_split_speaker_is_merged() -> None:
+    emb, seg, hard, centroids = _case(alike=0.6, together=False)  # 0.4 apart, never in one chunk
+    out, cents = merge_split_clusters(emb, seg, hard, centroids, max_distance=0.5, max_cooccurrence=0.5)
+    assert len(cents) == 2
+    assert set(out[6:].ravel()) - {-2} == {1}  # the two halves of the speaker are one cluster
+    assert set(out[:6].ravel()) - {-2} == {0}
+
+
+def test_two_people_heard_together_stay_apart() -> None:
+    emb, seg, hard, centroids = _case(alike=0.66, together=True)  # as alike as pyannote's sample pair
+    out, cents = merge_split_clusters(emb, seg, hard, centroids, max_distance=0.5, max_cooccurrence=0.5)
+    assert len(cents) == 3 and (out == hard).all()
+
+
+def test_distant_clusters_and_the_minimum_are_kept() -> None:
+    emb, seg, hard, centroids = _case(alike=0.3, together=False)  # 0.7 apart: two people
+    assert len(merge_split_clusters(emb, seg, hard, centroids, 0.5, 0.5)[1]) == 3
+    emb, seg, hard, centroids = _case(alike=0.6, together=False)
+    assert len(merge_split_clusters(emb, seg, hard, centroids, 0.5, 0.5, min_clusters=3)[1]) == 3
