@@ -55,14 +55,16 @@ log = logging.getLogger("transcribe")
 # 12 (pyannote 3.1's value). A fixed 8 or 12 swallowed speakers who say little in a 2-minute
 # meeting of 6 to 8 (held-out count right 2/6 with 8, 4/6 with 4); a fixed 4 split a speaker of the
 # 10-minute meeting in two (12 there with 2%).
-# Then clusters split from one speaker are merged back when close and seldom heard in the same
-# chunk: split pairs measured 0.37 to 0.46 apart, different speakers 0.49 and more; the sample's
-# two speakers are 0.34 apart but share 94% of their chunks (`merge_split_clusters`).
+# Merging clusters split from one speaker (close, and seldom heard in the same chunk:
+# `merge_split_clusters`) is an option, off by default: on the tuning set it found 3/4 counts against
+# 2/4, on the held-out set it changed nothing, and its distance bound (0.47) is 0.03 from the pair of
+# different speakers of a 10-minute meeting that it would merge (0.49 apart, 29% of chunks shared):
+# too thin a margin to risk merging the two voices of an interview with long turns.
 DEFAULT_THRESHOLD = 0.75
 DEFAULT_MIN_CLUSTER_SIZE = 8  # only for instantiating pyannote's pipeline; see min_cluster_size_for
 MIN_CLUSTER_SHARE, MIN_CLUSTER_SIZE_RANGE = 0.02, (4, 12)
 DEFAULT_COUNT_METHOD = "threshold"
-DEFAULT_MERGE_DISTANCE = 0.47
+DEFAULT_MERGE_DISTANCE = 0.0  # off; 0.47 measured (see above)
 DEFAULT_MERGE_COOCCURRENCE = 0.5
 
 
@@ -207,8 +209,8 @@ class DiarizationOptions:
     # cosine affinity, then agglomerative clustering cut at that many clusters)
     count_method: str = DEFAULT_COUNT_METHOD
     eigengap_keep: float = 0.2  # eigengap: each embedding keeps its nearest neighbours (share)
-    # then clusters this close (cosine distance of centroids; 0: never) that seldom speak in the same
-    # chunk are one speaker split in two, and merged (see `merge_split_clusters`)
+    # clusters this close (cosine distance of centroids; 0, the default: never) that seldom speak in
+    # the same chunk are taken for one speaker split in two, and merged (see `merge_split_clusters`)
     merge_distance: float = DEFAULT_MERGE_DISTANCE
     merge_cooccurrence: float = DEFAULT_MERGE_COOCCURRENCE
 
@@ -311,7 +313,7 @@ def merge_split_clusters(
     (another microphone, a cold, a whisper) seldom shares a chunk with itself. Centroid distance
     alone cannot tell: on pyannote's two-speaker sample the two voices are 0.34 apart, while clusters
     split from one speaker of the composed meetings were 0.37 to 0.46 apart, and different speakers
-    0.53 and more (benchmarks/RESULTS.md, issue 5). So the closest pair of clusters is merged while
+    0.49 and more (benchmarks/RESULTS.md, issue 5). So the closest pair of clusters is merged while
     it is within `max_distance` and shares at most `max_cooccurrence` of the chunks of the smaller
     one (counting the local speakers clean enough to be clustered), down to `min_clusters`.
     Returns (chunks, local) cluster ids (-2: none, as given) and the centroids, renumbered.
