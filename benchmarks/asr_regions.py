@@ -150,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
                     help="also regions over the reference turns with these RegionOptions changed, as system "
                          "'regions:KEY=VALUE' (repeatable; e.g. previous_tokens=0)")
+    ap.add_argument("--words", action="store_true",
+                    help="also keep every system's words and the reference turns in the JSON (to see where errors are)")
     ap.add_argument("-o", "--output", type=Path, default=HERE / "results" / "asr_regions.json")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
@@ -200,8 +202,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         row["sequential"] = score(m.utterances, seq.words) | {"seconds": [round(t, 2) for t in times["sequential"]]}
         row["regions"] = score(m.utterances, reg.words) | {"seconds": [round(t, 2) for t in times["regions"]],
                                                            "stats": dict(reg.stats)}
+        kept: dict[str, Sequence[Word]] = {}
         for name, v_opts in variants.items():
             var, dt = timed(run_regions, rec, audio, ref_turns, options, v_opts)
+            kept[name] = var.words
             row[name] = score(m.utterances, var.words) | {"seconds": [round(dt, 2)], "stats": dict(var.stats)}
         vad, dt = timed(lambda: run_regions(rec, audio, vad_regions(audio), options, ropts))
         row["regions+vad"] = score(m.utterances, vad.words) | {"seconds": [round(dt, 2)], "stats": dict(vad.stats)}
@@ -229,6 +233,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     words.append(Word(u.start + w.start, u.start + w.end, w.text, w.probability))
             row["ceiling_in_meeting"] = score(m.utterances, words) | {"seconds": [round(time.perf_counter() - t0, 2)]}
         row["speedup"] = round(min(times["sequential"]) / min(times["regions"]), 3)
+        if args.words:
+            row["reference"] = [[round(u.start, 2), round(u.end, 2), u.speaker, u.text] for u in m.utterances]
+            found = {"sequential": seq.words, "regions": reg.words, "regions+vad": vad.words, "usual": usual}
+            found |= {"ceiling": words} if not args.no_ceiling and not args.ceiling_in_meeting else {}
+            found |= kept
+            row["words"] = {k: [[round(w.start, 2), round(w.end, 2), w.text] for w in ws] for k, ws in found.items()}
         per_meeting.append(row)
         line = "  ".join(f"{s} wer {row[s]['wer']:.3f} del {row[s]['errors']['deletions']} "
                          f"ins {row[s]['errors']['insertions']} low {row[s]['turns_under_half']}" for s in systems)

@@ -639,3 +639,21 @@ def test_online_speakers_first_solid_voice_takes_over_a_label_known_only_from_sh
     assert sp.assign(a, 2.0) == "SPEAKER_00"  # unlike it, but it was too little to go on: taken over
     assert sp.assign(b, 2.0) == "SPEAKER_01" and sp.count == 2
     assert sp.assign(a, 1.0) == "SPEAKER_00"
+
+
+def test_warmup_times_a_pass_over_real_speech(monkeypatch) -> None:
+    """The warm-up pass that picks the first encoder window runs on speech, not silence (a silent
+    pass decodes no text and flatters a slow machine); silence only when the sample is missing."""
+    import transcribe.samples
+    from transcribe.streaming.session import warmup_speech
+
+    x = warmup_speech(10.0)
+    assert x.dtype == np.float32 and len(x) == 160000
+    assert float(np.sqrt(np.mean(x**2))) > 0.01  # speech, not silence
+
+    def missing(suffix=".wav"):
+        raise FileNotFoundError("pyannote.audio is not installed")
+
+    monkeypatch.setattr(transcribe.samples, "pyannote_sample", missing)
+    y = warmup_speech(2.0)
+    assert len(y) == 32000 and not y.any()
