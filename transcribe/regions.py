@@ -757,10 +757,8 @@ def _decode_alone(
     )
     words = []
     for seg in segments:
-        if seg.no_speech_prob > opts.no_speech_threshold and seg.avg_logprob < opts.log_prob_threshold:
-            continue
-        if seg.compression_ratio > opts.compression_ratio_threshold:
-            continue  # still looping at the last temperature
+        if _Decoded((), seg.no_speech_prob, seg.avg_logprob, seg.compression_ratio).failed(opts):
+            continue  # silence, or still looping at the last temperature
         words.extend((w.start, w.end, w.word, w.probability) for w in seg.words or ())
     return words
 
