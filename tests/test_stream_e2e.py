@@ -157,16 +157,23 @@ def check_outputs(stem: Path) -> dict:
 # --------------------------------------------------------------------------- standard input
 
 
-def run_paced(cmd: list[str], pcm: bytes, tmp_path: Path, chunk_s: float = 0.1) -> subprocess.CompletedProcess:
-    """Run `cmd` with `pcm` (16 kHz s16le) written to its standard input at real-time speed, as a
-    media server pipes live audio; stdout and stderr go to files, so no pipe can fill up."""
-    step = int(16000 * 2 * chunk_s)
+def paced(pcm: bytes, chunk_s: float = 0.1):
+    """(offset, chunk) over `pcm` (16 kHz s16le), each chunk given when its audio is due: real-time
+    speed, as a live source sends it."""
+    step = int(SR * 2 * chunk_s)
+    t0 = time.monotonic()
+    for i in range(0, len(pcm), step):
+        time.sleep(max(0.0, t0 + i / 2 / SR - time.monotonic()))
+        yield i, pcm[i : i + step]
+
+
+def run_paced(cmd: list[str], pcm: bytes, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Run `cmd` with `pcm` written to its standard input at real-time speed, as a media server
+    pipes live audio; stdout and stderr go to files, so no pipe can fill up."""
     with open(tmp_path / "stdout", "wb") as out, open(tmp_path / "stderr", "wb") as err:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=out, stderr=err, cwd=REPO)
-        t0 = time.monotonic()
-        for k, i in enumerate(range(0, len(pcm), step)):
-            time.sleep(max(0.0, t0 + k * chunk_s - time.monotonic()))
-            proc.stdin.write(pcm[i : i + step])
+        for _, chunk in paced(pcm):
+            proc.stdin.write(chunk)
             proc.stdin.flush()
         proc.stdin.close()
         proc.wait(timeout=600)
@@ -264,14 +271,11 @@ def test_websocket_ingest_to_caption_clients_with_a_token(store, tmp_path, proce
     late = CaptionClient(f"ws://127.0.0.1:{caption_port}/?token=let-me-in")
     with connect(f"ws://127.0.0.1:{ingest_port}/ingest", additional_headers=auth) as pub:
         pub.send(json.dumps({"type": "start", "format": "s16le", "sample_rate": SR, "channels": 1}))
-        frame = SR * 2 // 10  # 100 ms
-        t0 = time.monotonic()
-        for i in range(0, len(pcm), frame):
-            if i == len(pcm) // 2:
+        half = len(pcm) // 2
+        for i, frame in paced(pcm):  # 100 ms frames
+            if i <= half < i + len(frame):
                 late.start()  # a screen that joins half way
-            due = t0 + i / 2 / SR
-            time.sleep(max(0.0, due - time.monotonic()))
-            pub.send(pcm[i:i + frame])
+            pub.send(frame)
         time.sleep(3.0)
         pub.send(json.dumps({"type": "end"}))
     assert proc.wait(120) == 0, proc.stderr.read().decode()[-2000:]
