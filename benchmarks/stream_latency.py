@@ -12,7 +12,11 @@ Reported (one run, one machine; the load average at start and end is printed wit
 - final caption latency: arrival of a final caption minus the reference end of its last word
   (median, p95), and the same per word;
 - first partial: arrival of the first caption text of each utterance minus the start of its
-  speech, and minus the end of its first word;
+  speech. An utterance is speech after a pause of 0.8 s or more; where it starts is taken from
+  voice activity (Silero, the model faster-whisper bundles) over the pushed audio, which is
+  exact to a frame (32 ms). The same figure over the utterances and starts of the offline
+  recognition's words is kept beside it (`..._whisper_onsets`): Whisper's word times are off by
+  up to a second, and some words come out with no length, which makes false pauses;
 - WER of the streamed finals, of the offline recognition and of `transcribe run` itself (same
   model, --no-diarize) against the reference (STM) text, the gaps in points, and the
   speaker-attributed cpWER of the stream;
@@ -41,6 +45,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -245,7 +250,22 @@ def align(stream_words, ref_words, period: float) -> dict[int, int]:
     return match
 
 
-def analyse(messages, t0: float, ref_words, period: float, utter_gap: float = 0.8) -> dict:
+def speech_onsets(audio: np.ndarray, pause: float = 0.8) -> list[float]:
+    """Where each utterance starts, in seconds: voice activity over the audio (Silero, as
+    faster-whisper runs it, no padding), runs of speech split at pauses of `pause` s or more."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    options = VadOptions(min_silence_duration_ms=int(pause * 1000), speech_pad_ms=0, min_speech_duration_ms=100)
+    return [round(r["start"] / SR, 3) for r in get_speech_timestamps(audio, options)]
+
+
+def first_text(texts, t0: float, onsets: Sequence[float]) -> list[float | None]:
+    """Seconds from each onset to the first caption text (partial or final) that reaches past
+    it; None where none came."""
+    return [next((t - (t0 + onset) for t, m in texts if m["end"] >= onset and t >= t0 + onset), None) for onset in onsets]
+
+
+def analyse(messages, t0: float, ref_words, period: float, onsets: Sequence[float], utter_gap: float = 0.8) -> dict:
     finals = [(t, m) for t, m in messages if m.get("type") == "final"]
     stream_words = [(t, w) for t, m in finals for w in m["words"]]
     match = align(stream_words, ref_words, period)
@@ -261,14 +281,11 @@ def analyse(messages, t0: float, ref_words, period: float, utter_gap: float = 0.
         idx += n
     # first text of each utterance (partials or finals)
     texts = [(t, m) for t, m in messages if m.get("type") in ("partial", "final") and m.get("text")]
-    onsets = [w for k, w in enumerate(ref_words) if k == 0 or w.start - ref_words[k - 1].end >= utter_gap]
-    first_from_start, first_from_word = [], []
-    for w in onsets:
-        for t, m in texts:
-            if m["end"] >= w.start and t >= t0 + w.start:
-                first_from_start.append(t - (t0 + w.start))
-                first_from_word.append(t - (t0 + w.end))
-                break
+    first_from_speech = [x for x in first_text(texts, t0, onsets) if x is not None]
+    starts = [w for k, w in enumerate(ref_words) if k == 0 or w.start - ref_words[k - 1].end >= utter_gap]
+    pairs = [(x, w) for x, w in zip(first_text(texts, t0, [w.start for w in starts]), starts) if x is not None]
+    first_from_start = [x for x, _ in pairs]
+    first_from_word = [x - (w.end - w.start) for x, w in pairs]
     server = [m["latency"] for _, m in finals if m.get("latency") is not None]
     q = lambda xs, p: round(float(np.percentile(xs, p)), 2) if xs else None  # noqa: E731
     return {
@@ -280,11 +297,14 @@ def analyse(messages, t0: float, ref_words, period: float, utter_gap: float = 0.
         "final_latency_word_p95": q(per_word, 95),
         "server_measured_p50": q(server, 50),
         "server_measured_p95": q(server, 95),
-        "first_text_from_speech_start_p50": q(first_from_start, 50),
-        "first_text_from_speech_start_p95": q(first_from_start, 95),
-        "first_text_from_first_word_end_p50": q(first_from_word, 50),
-        "first_text_from_first_word_end_p95": q(first_from_word, 95),
+        "first_text_from_speech_start_p50": q(first_from_speech, 50),
+        "first_text_from_speech_start_p95": q(first_from_speech, 95),
+        "first_text_from_speech_start_max": round(max(first_from_speech), 2) if first_from_speech else None,
         "utterances": len(onsets),
+        "first_text_from_speech_start_p50_whisper_onsets": q(first_from_start, 50),
+        "first_text_from_speech_start_p95_whisper_onsets": q(first_from_start, 95),
+        "first_text_from_first_word_end_p50_whisper_onsets": q(first_from_word, 50),
+        "utterances_whisper_onsets": len(starts),
     }
 
 
@@ -363,11 +383,12 @@ def main() -> None:
     from transcribe.types import Word
 
     ref_all = [Word(w.start + k * period, w.end + k * period, w.text) for k in range(args.loop) for w in ref]
+    onsets = speech_onsets(pushed)
     if args.reanalyse is not None:
         saved = json.loads(args.reanalyse.read_text())
         msgs = [(t, m) for t, m in saved["messages"]]
         figures = {k: saved["figures"][k] for k in ("via", "audio", "seconds_pushed", "loop") if k in saved["figures"]}
-        figures.update(analyse(msgs, 0.0, ref_all, period if args.loop > 1 else len(pushed) / SR + 1))
+        figures.update(analyse(msgs, 0.0, ref_all, period if args.loop > 1 else len(pushed) / SR + 1, onsets))
         figures.update(wers(msgs, ref_all, stm, args.loop, run))
         keep = ("lag_max", "lag_mean_first_third", "lag_mean_last_third", "shed_seconds", "rss_mb_first", "rss_mb_max",
                 "rss_mb_last", "rss_mb_per_10min_second_half", "load_average_end")
@@ -435,7 +456,7 @@ def main() -> None:
 
     msgs = client.messages
     figures = {"via": args.via, "audio": str(args.audio), "seconds_pushed": round(len(pushed) / SR, 1), "loop": args.loop}
-    figures.update(analyse(msgs, t0, ref_all, period if args.loop > 1 else len(pushed) / SR + 1))
+    figures.update(analyse(msgs, t0, ref_all, period if args.loop > 1 else len(pushed) / SR + 1, onsets))
     figures.update(wers(msgs, ref_all, stm, args.loop, run))
     statuses = [(t - t0, m) for t, m in msgs if m.get("type") == "status"]
     lags = [m["lag"] for _, m in statuses]

@@ -291,6 +291,44 @@ def test_engine_probe_shows_the_first_words_early_and_leaves_finals_alone():
     assert engine.stats.probes == 1 and texts(engine.words) == texts(plain.words)
 
 
+class ShyDecoder(ScriptedDecoder):
+    """Says nothing until it has heard 0.4 s of speech in its window, as tiny.en on the first
+    few hundred milliseconds of an utterance (rejected as no speech)."""
+
+    def __call__(self, samples, prompt="", encoder_seconds=None):
+        result = super().__call__(samples, prompt, encoder_seconds)
+        if sum(w.end - w.start for w in result.words) >= 0.4:
+            return result
+        return WindowResult((), 0.9, -1.5, "no speech", self.cost)
+
+
+@pytest.mark.parametrize("onset", [3.2, 3.3, 3.4])
+def test_engine_probe_for_each_utterance_whatever_made_the_previous_words_final(onset, monkeypatch):
+    # The first utterance's words become final by agreement before any pass sees a long
+    # trailing pause, so no pass "flushes" them; the next utterance must still get its early
+    # pass (found by voice activity: a pause after the last final word) and its first text soon.
+    monkeypatch.setattr(__import__(__name__), "ScriptedDecoder", ShyDecoder)
+    script = [(0.6, 1.6, 1), (1.7, 2.35, 2), (onset, onset + 0.5, 3), (onset + 0.6, onset + 1.1, 4)]
+    audio = synth(script, 6.0)
+    engine, out, _ = run_engine(audio, cost=0.2)
+    plain, _, _ = run_engine(audio, cost=0.2, probe=False)
+    assert engine.stats.probes == 2
+    first = min(t for t, c in out if c.text and c.end > onset)
+    assert first - onset <= 0.9 + 1e-6  # before: 1.0 to 1.1 s, the first text waited for regular passes
+    assert texts(engine.words) == texts(plain.words) == ["everyone.", "This", "is", "the"]
+
+
+def test_vad_last_pause_is_the_last_silence_that_speech_follows():
+    vad = VoiceActivity(model=FakeVadModel())
+    vad._append(np.array([1, 1, 0, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0], dtype=bool))
+    frames = lambda pause: None if pause is None else (pause[0] // FRAME, pause[1] // FRAME)  # noqa: E731
+    end = 17 * FRAME
+    assert frames(vad.last_pause(0, end, 4 * FRAME / SR)) == (2, 6)
+    assert frames(vad.last_pause(0, end, 2 * FRAME / SR)) == (8, 10)  # the last one long enough
+    assert vad.last_pause(0, end, 5 * FRAME / SR) is None  # the trailing silence is not followed by speech
+    assert vad.last_pause(3 * FRAME, end, 3 * FRAME / SR) is None  # a window starting in silence: no speech before
+
+
 def test_engine_prompt_is_text_before_the_window():
     audio = synth(SCRIPT, 10.0)
     _, _, decoder = run_engine(audio)

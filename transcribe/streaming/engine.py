@@ -146,6 +146,8 @@ class StreamingEngine:
         self._idle = True
         self._empty_passes = 0  # passes in a row that heard speech but gave no words
         self._probed = False  # the current utterance had its early pass (see probe())
+        self._probe_onset = -1  # sample index where the speech of the latest probe started
+        self._spent = False  # the latest pass's words are all final: the window has nothing more to say
         self._turn_start = 0.0  # start of the run of speech the latest speaker label was chosen for
         self._turn_weak = False  # that label was chosen on less speech than a new speaker needs
         self._label: str | None = None  # the latest speaker label chosen (before display names)
@@ -212,8 +214,7 @@ class StreamingEngine:
     def probe_ready(self) -> bool:
         """Whether a probe now could show the first words of an utterance (see probe())."""
         return (
-            not self._probed
-            and not self._closed
+            not self._closed
             and not self.agreement.pending
             and self.ring.end - max(self._vad_checked, self._decoded_to) >= self.options.probe_interval * SR
         )
@@ -223,17 +224,30 @@ class StreamingEngine:
         audio and, once `probe_speech` seconds of speech have come, run one early pass whose
         words are shown as a partial only. It does not vote in the agreement (a pass over a
         fraction of a second of speech guesses; two such guesses could agree), so final text is
-        unchanged; it only brings the first text of each utterance forward by up to a step."""
+        unchanged; it only brings the first text of each utterance forward by up to a step.
+
+        An utterance is the speech at the window's start, or speech after a pause of `run_gap`
+        or more (where the speaker may change) that follows the last final word; a pass need
+        not have landed in the pause (the words before it may have become final by agreement)."""
         o = self.options
         end = self.ring.end
         self._vad_checked = end
         self.vad.update(self.ring, end)
         start = max(self._start, self.ring.start)
-        first = self.vad.first_speech(start, end)
-        if first is None or int(self.vad.speech_frames(start, end).sum()) * FRAME / SR < o.probe_speech:
+        pause = self._pause_after_finals(end, o.run_gap)
+        if pause is not None:
+            onset: int | None = int(pause[1] * SR)
+        elif not self._probed:
+            onset = self.vad.first_speech(start, end)
+        else:
             return []
-        begin = max(start, first - int(o.keep_silence * SR))
+        if onset is None or onset <= self._probe_onset:
+            return []
+        if int(self.vad.speech_frames(onset, end).sum()) * FRAME / SR < o.probe_speech:
+            return []
+        begin = max(start, onset - int(o.keep_silence * SR))
         self._probed = True
+        self._probe_onset = onset
         # a short encoder window: a probe is about speed, its words are not kept
         audio = self.ring.read(begin, end)
         seconds = max(min(o.probe_encoder, self.ladder[-1]), math.ceil(len(audio) / SR))
@@ -305,6 +319,12 @@ class StreamingEngine:
             # Nothing new to hear since the last pass: no pass, unless the speaker has paused and
             # the last pass may have cut the utterance's end: then one more pass, made final.
             pending = self.agreement.pending
+            if not pending and self._spent:
+                # The latest pass's words are all final and nothing was said since: another
+                # pass over the same speech would only say it again.
+                self._idle = True
+                self.stats.skipped_silent += 1
+                return out
             if not pending and self._empty_passes >= 2:
                 # Two passes heard nothing in this speech (a cough, a noise): let it go.
                 self._start = max(self._start, end - int(o.keep_silence * SR))
@@ -347,23 +367,48 @@ class StreamingEngine:
         self._empty_passes = 0 if (hypothesis or had_pending) else self._empty_passes + 1
 
         silence = self.vad.trailing_silence(self._start)
+        resumed = None
         if pending and (closing or silence >= o.pause_flush):
             committed += self.agreement.flush()
             pending = []
             self._probed = False
         elif closing:
             committed += self.agreement.flush()
+        else:
+            # The speaker paused and went on between two passes: what was said before the pause
+            # is as settled as if a pass had seen the pause at the window's end (otherwise it
+            # would depend on where passes fall), and the window starts again after it.
+            resumed = self._pause_after_finals(end, o.pause_flush)
+            if resumed is not None and pending and pending[0].end <= resumed[0] + CUT_SLACK:
+                committed += self.agreement.flush(until=resumed[0] + CUT_SLACK)
+                pending = list(self.agreement.pending)
+        self._spent = not pending and bool(hypothesis or had_pending)
         now = self.clock()
         out += self._finals(committed, now, pending)
         out += self._partial_caption(pending)
 
         # Trim: keep the window from the last committed sentence end or pause.
         cut = self._trim_point(committed, pending, end_time, silence)
+        if resumed is not None:
+            # the new utterance, with the silence before it that a window starts with
+            at = resumed[1] - o.keep_silence
+            cut = max(cut or 0.0, min(at, pending[0].start) if pending else at)
         if cut is not None:
             self._start = max(self._start, int(cut * SR))
         if (end - self._start) / SR > o.max_window:
             out += self._force_trim(end, now)
         return out
+
+    def _pause_after_finals(self, end: int, seconds: float) -> tuple[float, float] | None:
+        """The last pause of `seconds` or more, after the last final word, that speech followed
+        (the same speaker or the next) by sample `end`: (where it starts, where speech resumes)
+        in seconds, or None. Found by voice activity, so whether a pass landed in it or not."""
+        final_end = self.agreement.committed_end
+        since = max(self.ring.start, int((final_end - 2 * CUT_SLACK) * SR))  # the last final word's audio on
+        pause = self.vad.last_pause(since, end, seconds)
+        if pause is None or pause[0] / SR + CUT_SLACK < final_end:
+            return None  # no pause, or one inside speech that is final already
+        return pause[0] / SR, pause[1] / SR
 
     def _heard(self, words: Sequence[Word], begin: int) -> list[Word]:
         """A pass's words over a window starting at sample `begin`, in session time, without
@@ -413,7 +458,8 @@ class StreamingEngine:
         last = committed[-1]
         limit = pending[0].start if pending else end_time
         if not pending and silence >= self.options.pause_flush:
-            return min(limit, max(last.end, end_time - silence))
+            # all is final and the speaker paused: keep only the silence a window starts with
+            return min(limit, max(last.end, end_time - min(silence, self.options.keep_silence)))
         if ends_sentence(last.text) or (pending and pending[0].start - last.end >= self.options.run_gap):
             # Only where the voice activity detector hears a pause near the word's end: Whisper's
             # word times are approximate, and a window that starts inside speech loses or garbles

@@ -103,6 +103,18 @@ class VoiceActivity:
             return None
         return (max(self.first, start // FRAME) + int(idx[-1]) + 1) * FRAME
 
+    def last_pause(self, start: int, end: int, seconds: float) -> tuple[int, int] | None:
+        """The last silence of `seconds` or more in [start, end) that speech follows, as sample
+        indices (where it starts, where speech resumes); None if there is none."""
+        flags = self.speech_frames(start, end)
+        base = max(self.first, start // FRAME)
+        starts = np.flatnonzero(flags[1:] & ~flags[:-1]) + 1  # speech resumes at these frames
+        for k in starts[::-1]:
+            before = np.flatnonzero(flags[:k])
+            if len(before) and (k - 1 - before[-1]) * FRAME >= seconds * SAMPLE_RATE:
+                return (base + int(before[-1]) + 1) * FRAME, (base + int(k)) * FRAME
+        return None
+
     def trailing_silence(self, start: int) -> float:
         """Seconds of silence at the end of the decided audio, counting back no further than `start`."""
         end = self.done * FRAME
