@@ -318,6 +318,29 @@ def test_engine_probe_for_each_utterance_whatever_made_the_previous_words_final(
     assert texts(engine.words) == texts(plain.words) == ["everyone.", "This", "is", "the"]
 
 
+class HangoverVadModel(FakeVadModel):
+    """Speech goes on 0.32 s past each burst, as Silero's does past a word (its lower threshold
+    for the end of speech)."""
+
+    def __call__(self, audio):
+        flags = super().__call__(audio)
+        out = flags.copy()
+        for k in range(1, 11):
+            out[k:] = np.maximum(out[k:], flags[:-k])
+        return out
+
+
+def test_engine_window_does_not_keep_old_speech_through_a_long_silence(monkeypatch):
+    # Voice activity runs on past the last word, so a second pass agrees on it and nothing is
+    # pending when the silence starts; then 20 s of silence: passes are skipped, and the window
+    # must not keep the old speech and all that silence for the next utterance's pass.
+    monkeypatch.setattr(__import__(__name__), "FakeVadModel", HangoverVadModel)
+    script = [(0.6, 1.6, 1), (1.7, 2.35, 2), (22.5, 23.0, 3), (23.1, 23.6, 4)]
+    engine, _, decoder = run_engine(synth(script, 25.0), cost=0.2)
+    assert texts(engine.words) == ["everyone.", "This", "is", "the"]
+    assert max(decoder.windows) <= 3.0, decoder.windows
+
+
 def test_vad_last_pause_is_the_last_silence_that_speech_follows():
     vad = VoiceActivity(model=FakeVadModel())
     vad._append(np.array([1, 1, 0, 0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0], dtype=bool))

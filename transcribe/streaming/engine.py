@@ -322,6 +322,10 @@ class StreamingEngine:
             if not pending and self._spent:
                 # The latest pass's words are all final and nothing was said since: another
                 # pass over the same speech would only say it again.
+                if self.vad.trailing_silence(self._start) >= o.pause_flush:
+                    # and the speaker paused: the utterance is over, keep only the silence
+                    # a window starts with
+                    self._start = max(self._start, end - int(o.keep_silence * SR))
                 self._idle = True
                 self.stats.skipped_silent += 1
                 return out
