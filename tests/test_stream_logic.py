@@ -718,3 +718,32 @@ def test_warmup_times_a_pass_over_real_speech(monkeypatch) -> None:
     monkeypatch.setattr(transcribe.samples, "pyannote_sample", missing)
     y = warmup_speech(2.0)
     assert len(y) == 32000 and not y.any()
+
+
+# --------------------------------------------------------------------------- latency benchmark
+
+
+def test_benchmark_first_text_counts_from_each_onset_and_skips_old_words():
+    from benchmarks.stream_latency import first_text
+
+    texts = [
+        (0.9, {"end": 0.5}),  # words from before the first utterance
+        (1.6, {"end": 1.2}),
+        (5.5, {"end": 4.5}),  # the first utterance's last words, sent after the second began
+        (5.8, {"end": 5.3}),
+    ]
+    assert first_text(texts, 0.0, [1.0, 5.0, 9.0]) == pytest.approx([0.6, 0.8, None])
+    assert first_text(texts, 100.0, [1.0]) == [None]  # nothing arrived after the push began
+
+
+def test_benchmark_speech_onsets_are_where_speech_starts_after_a_pause():
+    from benchmarks.stream_latency import speech_onsets
+    from transcribe.media import load_audio
+    from transcribe.samples import pyannote_sample
+
+    x = load_audio(pyannote_sample(".wav")).samples
+    assert speech_onsets(x) == pytest.approx([6.78], abs=0.05)  # the talk starts at 6.8 s, no pause of 0.8 s after
+    # two seconds of silence put in at 10 s: a second utterance starts at 12 s
+    y = np.concatenate([x[: 10 * SR], np.zeros(2 * SR, np.float32), x[10 * SR : 20 * SR]])
+    onsets = speech_onsets(y)
+    assert len(onsets) == 2 and 12.0 <= onsets[1] <= 12.3
