@@ -16,7 +16,8 @@ Reported (one run, one machine; the load average at start and end is printed wit
   voice activity (Silero, the model faster-whisper bundles) over the pushed audio, which is
   exact to a frame (32 ms). The same figure over the utterances and starts of the offline
   recognition's words is kept beside it (`..._whisper_onsets`): Whisper's word times are off by
-  up to a second, and some words come out with no length, which makes false pauses;
+  tenths of a second, and some words come out with no length, which makes false pauses. An
+  utterance that never got text is counted apart (`utterances_without_text`);
 - WER of the streamed finals, of the offline recognition and of `transcribe run` itself (same
   model, --no-diarize) against the reference (STM) text, the gaps in points, and the
   speaker-attributed cpWER of the stream;
@@ -281,7 +282,8 @@ def analyse(messages, t0: float, ref_words, period: float, onsets: Sequence[floa
         idx += n
     # first text of each utterance (partials or finals)
     texts = [(t, m) for t, m in messages if m.get("type") in ("partial", "final") and m.get("text")]
-    first_from_speech = [x for x in first_text(texts, t0, onsets) if x is not None]
+    first_all = first_text(texts, t0, onsets)
+    first_from_speech = [x for x in first_all if x is not None]
     starts = [w for k, w in enumerate(ref_words) if k == 0 or w.start - ref_words[k - 1].end >= utter_gap]
     pairs = [(x, w) for x, w in zip(first_text(texts, t0, [w.start for w in starts]), starts) if x is not None]
     first_from_start = [x for x, _ in pairs]
@@ -301,6 +303,7 @@ def analyse(messages, t0: float, ref_words, period: float, onsets: Sequence[floa
         "first_text_from_speech_start_p95": q(first_from_speech, 95),
         "first_text_from_speech_start_max": round(max(first_from_speech), 2) if first_from_speech else None,
         "utterances": len(onsets),
+        "utterances_without_text": sum(x is None for x in first_all),
         "first_text_from_speech_start_p50_whisper_onsets": q(first_from_start, 50),
         "first_text_from_speech_start_p95_whisper_onsets": q(first_from_start, 95),
         "first_text_from_first_word_end_p50_whisper_onsets": q(first_from_word, 50),
