@@ -218,13 +218,14 @@ class Clock:
         return self.t
 
 
-def run_engine(audio, *, options=None, embedder=None, speakers=None, namer=None, cost=0.0, chunk=0.1, gaps=(), probe=True):
+def run_engine(audio, *, options=None, embedder=None, speakers=None, namer=None, cost=0.0, chunk=0.1, gaps=(), probe=True,
+               decoder_class=None, vad_model=None):
     """Feed `audio` in real time on a fake clock, stepping when the engine is ready; returns
     the engine and (time, caption) pairs. `gaps`: (at seconds of audio fed, gap seconds)."""
     clock = Clock()
-    decoder = ScriptedDecoder(cost, clock)
+    decoder = (decoder_class or ScriptedDecoder)(cost, clock)
     engine = StreamingEngine(
-        decoder, vad=VoiceActivity(model=FakeVadModel()), embedder=embedder, speakers=speakers,
+        decoder, vad=VoiceActivity(model=vad_model or FakeVadModel()), embedder=embedder, speakers=speakers,
         namer=namer, options=options or EngineOptions(), clock=clock,
     )
     out = []
@@ -303,15 +304,14 @@ class ShyDecoder(ScriptedDecoder):
 
 
 @pytest.mark.parametrize("onset", [3.2, 3.3, 3.4])
-def test_engine_probe_for_each_utterance_whatever_made_the_previous_words_final(onset, monkeypatch):
+def test_engine_probe_for_each_utterance_whatever_made_the_previous_words_final(onset):
     # The first utterance's words become final by agreement before any pass sees a long
     # trailing pause, so no pass "flushes" them; the next utterance must still get its early
     # pass (found by voice activity: a pause after the last final word) and its first text soon.
-    monkeypatch.setattr(__import__(__name__), "ScriptedDecoder", ShyDecoder)
     script = [(0.6, 1.6, 1), (1.7, 2.35, 2), (onset, onset + 0.5, 3), (onset + 0.6, onset + 1.1, 4)]
     audio = synth(script, 6.0)
-    engine, out, _ = run_engine(audio, cost=0.2)
-    plain, _, _ = run_engine(audio, cost=0.2, probe=False)
+    engine, out, _ = run_engine(audio, cost=0.2, decoder_class=ShyDecoder)
+    plain, _, _ = run_engine(audio, cost=0.2, probe=False, decoder_class=ShyDecoder)
     assert engine.stats.probes == 2
     first = min(t for t, c in out if c.text and c.end > onset)
     assert first - onset <= 0.9 + 1e-6  # before: 1.0 to 1.1 s, the first text waited for regular passes
@@ -330,13 +330,12 @@ class HangoverVadModel(FakeVadModel):
         return out
 
 
-def test_engine_window_does_not_keep_old_speech_through_a_long_silence(monkeypatch):
+def test_engine_window_does_not_keep_old_speech_through_a_long_silence():
     # Voice activity runs on past the last word, so a second pass agrees on it and nothing is
     # pending when the silence starts; then 20 s of silence: passes are skipped, and the window
     # must not keep the old speech and all that silence for the next utterance's pass.
-    monkeypatch.setattr(__import__(__name__), "FakeVadModel", HangoverVadModel)
     script = [(0.6, 1.6, 1), (1.7, 2.35, 2), (22.5, 23.0, 3), (23.1, 23.6, 4)]
-    engine, _, decoder = run_engine(synth(script, 25.0), cost=0.2)
+    engine, _, decoder = run_engine(synth(script, 25.0), cost=0.2, vad_model=HangoverVadModel())
     assert texts(engine.words) == ["everyone.", "This", "is", "the"]
     assert max(decoder.windows) <= 3.0, decoder.windows
 
