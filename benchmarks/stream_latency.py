@@ -386,7 +386,7 @@ def main() -> None:
     from transcribe.types import Word
 
     ref_all = [Word(w.start + k * period, w.end + k * period, w.text) for k in range(args.loop) for w in ref]
-    onsets = speech_onsets(pushed)
+    onsets = [onset + k * period for k in range(args.loop) for onset in speech_onsets(audio)]  # as ref_all
     if args.reanalyse is not None:
         saved = json.loads(args.reanalyse.read_text())
         msgs = [(t, m) for t, m in saved["messages"]]
