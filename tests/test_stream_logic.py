@@ -318,6 +318,34 @@ def test_engine_probe_for_each_utterance_whatever_made_the_previous_words_final(
     assert texts(engine.words) == texts(plain.words) == ["everyone.", "This", "is", "the"]
 
 
+SHORT_WORD_ONSETS = [3.05, 3.15, 3.25, 3.35, 3.45]
+
+
+def short_word(onset: float) -> np.ndarray:
+    """Two words, then "Hello" (0.15 s, less than min_speech) after a pause, then the next speaker."""
+    return synth([(0.6, 1.6, 1), (1.7, 2.35, 2), (onset, onset + 0.15, 0), (onset + 1.2, onset + 1.7, 3)], 6.0)
+
+
+@pytest.mark.parametrize("probe", [True, False])
+@pytest.mark.parametrize("onset", SHORT_WORD_ONSETS)
+def test_engine_keeps_a_short_word_after_a_pause(onset, probe):
+    # A pass skipped the short word as too little speech yet; the next found nothing new since
+    # and, the words before being final, moved the window past it: it was lost (3.15 to 3.4).
+    engine, _, _ = run_engine(short_word(onset), cost=0.2, probe=probe)
+    assert texts(engine.words) == ["everyone.", "This", "Hello", "is"]
+
+
+@pytest.mark.parametrize("onset", SHORT_WORD_ONSETS)
+def test_engine_probe_for_a_short_word_that_ended(onset):
+    # The short word is all the speech there is until the next speaker: the probe runs once
+    # it has ended, not after probe_speech of speech. Before, its first text waited for a
+    # regular pass: 0.85 s at 3.45 (1.7 s at 3.15 to 3.4, where the word was lost).
+    _, out, _ = run_engine(short_word(onset), cost=0.2)
+    first = min(t for t, c in out if c.text and c.end > onset)
+    # the word, probe_tail and a frame, two probe intervals (a skipped pass may take one), a pass
+    assert first - onset <= 0.15 + 0.2 + FRAME / SR + 0.2 + 0.2 + 1e-6
+
+
 class HangoverVadModel(FakeVadModel):
     """Speech goes on 0.32 s past each burst, as Silero's does past a word (its lower threshold
     for the end of speech)."""

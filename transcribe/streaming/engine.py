@@ -50,6 +50,7 @@ HEARD_AFTER = 0.3  # seconds a pass must have heard past the end of speech to se
 TAIL_GUARD = 0.2  # a word ending this close to the window's end may be cut: not final by agreement
 SPEECH_SLACK = 0.2  # a word must have voice activity within this of its span to be kept
 CUT_SLACK = 0.25  # the window is cut at a sentence end only with a pause this close to it
+MIN_WORD = 0.09  # seconds of speech below which a blip is not taken for a word (three Silero frames)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,9 @@ class EngineOptions:
     min_speech: float = 0.2  # seconds of speech a window needs before its first pass (unless it ended)
     probe_speech: float = 0.3  # seconds of new speech after which one early pass shows a partial
     probe_interval: float = 0.1  # while no words are pending, how often a probe checks voice activity
+    # a probe also runs on less speech than probe_speech once this much silence follows it: a
+    # short utterance ("Hello?", "Yes.") that ended is all there is to hear until the next one
+    probe_tail: float = 0.2
     # encoder window of a probe, at most the shortest regular one: its audio is a second or two, and
     # tiny.en heard the same words at 10 s as at 15 s in a quarter less time (150 against 200 ms)
     probe_encoder: float = 10.0
@@ -221,7 +225,8 @@ class StreamingEngine:
 
     def probe(self) -> list[Caption]:
         """Between passes, when no words are pending: check voice activity on the newest
-        audio and, once `probe_speech` seconds of speech have come, run one early pass whose
+        audio and, once `probe_speech` seconds of speech have come (or a shorter word has
+        ended: `probe_tail` of silence after it), run one early pass whose
         words are shown as a partial only. It does not vote in the agreement (a pass over a
         fraction of a second of speech guesses; two such guesses could agree), so final text is
         unchanged; it only brings the first text of each utterance forward by up to a step.
@@ -243,8 +248,9 @@ class StreamingEngine:
             return []
         if onset is None or onset <= self._probe_onset:
             return []
-        if int(self.vad.speech_frames(onset, end).sum()) * FRAME / SR < o.probe_speech:
-            return []
+        speech = int(self.vad.speech_frames(onset, end).sum()) * FRAME / SR
+        if speech < o.probe_speech and not (speech >= MIN_WORD and self.vad.trailing_silence(onset) >= o.probe_tail):
+            return []  # too little speech to guess at yet, unless it was a short word that has ended
         begin = max(start, onset - int(o.keep_silence * SR))
         self._probed = True
         self._probe_onset = onset
@@ -353,6 +359,7 @@ class StreamingEngine:
             if speech < o.min_speech and self.vad.trailing_silence(self._start) < HEARD_AFTER:
                 # Too little yet for Whisper to say anything sensible, and more is coming.
                 self._idle = True
+                self._spent = False  # but it was said: the next pass must not skip it as heard
                 self.stats.skipped_silent += 1
                 return out
 
