@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -344,6 +345,28 @@ def test_engine_probe_for_a_short_word_that_ended(onset):
     first = min(t for t, c in out if c.text and c.end > onset)
     # the word, probe_tail and a frame, two probe intervals (a skipped pass may take one), a pass
     assert first - onset <= 0.15 + 0.2 + FRAME / SR + 0.2 + 0.2 + 1e-6
+
+
+class LoopingDecoder(ScriptedDecoder):
+    """On a probe's short encoder window, one word comes out five times, as Whisper loops."""
+
+    def __call__(self, samples, prompt="", encoder_seconds=None):
+        result = super().__call__(samples, prompt, encoder_seconds)
+        if encoder_seconds is None or encoder_seconds > EngineOptions().probe_encoder or len(result.words) != 1:
+            return result
+        (w,) = result.words
+        part = (w.end - w.start) / 5
+        loop = [replace(w, start=round(w.start + k * part, 3), end=round(w.start + (k + 1) * part, 3)) for k in range(5)]
+        return replace(result, words=tuple(loop))
+
+
+def test_engine_probe_that_loops_shows_nothing():
+    # A probe over one short word that comes back as five: a partial "Hello Hello Hello Hello
+    # Hello" over 0.15 s of speech is not shown; the word itself still is, from a regular pass.
+    engine, out, _ = run_engine(short_word(3.45), cost=0.2, decoder_class=LoopingDecoder)
+    assert engine.stats.probes >= 1
+    assert not [c.text for _, c in out if c.text.count("Hello") > 1]
+    assert texts(engine.words) == ["everyone.", "This", "Hello", "is"]
 
 
 class HangoverVadModel(FakeVadModel):
