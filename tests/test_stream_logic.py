@@ -360,12 +360,15 @@ class LoopingDecoder(ScriptedDecoder):
         return replace(result, words=tuple(loop))
 
 
-def test_engine_probe_that_loops_shows_nothing():
-    # A probe over one short word that comes back as five: a partial "Hello Hello Hello Hello
-    # Hello" over 0.15 s of speech is not shown; the word itself still is, from a regular pass.
-    engine, out, _ = run_engine(short_word(3.45), cost=0.2, decoder_class=LoopingDecoder)
+@pytest.mark.parametrize("onset", SHORT_WORD_ONSETS)
+def test_engine_probe_that_loops_shows_what_the_speech_can_hold(onset):
+    # A probe over one short word that comes back as five: the partial over 0.15 s of speech
+    # shows the word once, as early as a probe does, never "Hello Hello Hello Hello Hello".
+    engine, out, _ = run_engine(short_word(onset), cost=0.2, decoder_class=LoopingDecoder)
     assert engine.stats.probes >= 1
     assert not [c.text for _, c in out if c.text.count("Hello") > 1]
+    first = min(t for t, c in out if c.text and c.end > onset)
+    assert first - onset <= 0.15 + 0.2 + FRAME / SR + 0.2 + 0.2 + 1e-6
     assert texts(engine.words) == ["everyone.", "This", "Hello", "is"]
 
 
