@@ -107,7 +107,7 @@ def run(
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Folder for the outputs (default: beside each input)."),
     formats: str = typer.Option("vtt,srt,json,rttm,md", "--formats", "-f", help="Comma-separated: vtt, srt, json, rttm, md, txt."),
     model: str = typer.Option("base", "--model", "-m", help="Whisper model: a store name (base, tiny.en) or a local CTranslate2 folder."),
-    language: Optional[str] = typer.Option(None, "--language", "-l", help="Language code (en, fr, de, ...) (default: detected)."),
+    language: Optional[str] = typer.Option(None, "--language", "-l", help="Language code (en, fr, de, ...) (default: detected, for each speaker when Whisper is sure of theirs)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     compute_type: Optional[str] = typer.Option(None, "--compute-type", help="CTranslate2 compute type (default: int8 on CPU, float16 on CUDA)."),
     diarize: bool = typer.Option(True, "--diarize/--no-diarize", help="Find who speaks when (--no-diarize: ASR only)."),

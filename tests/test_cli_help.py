@@ -56,7 +56,7 @@ def test_help_shows_every_option_help_in_full(path):
 
 def test_help_shows_the_defaults():
     run = _help(("run",))
-    for text in ("(default: beside each input)", "(default: detected)", "(default: int8 on CPU, float16 on CUDA)",
+    for text in ("(default: beside each input)", "(default: detected,", "(default: int8 on CPU, float16 on CUDA)",
                  "(default: all cores)", "[default: base]", "[default: vtt,srt,json,rttm,md]"):
         assert text in run, text
     assert "(default: the default set)" in _help(("models", "pull"))

@@ -22,6 +22,7 @@ from transcribe.regions import (
     _uncovered,
     _Window,
     _Piece,
+    _languages,
     plan_chunks,
 )
 from transcribe.types import SAMPLE_RATE, Audio, Turn, Word
@@ -163,6 +164,68 @@ def test_ownership_splits_pauses_in_the_middle() -> None:
         assert c.start <= lo <= c.speech_start and c.speech_end <= hi <= c.end
 
 
+class LoudnessLanguages:
+    """Whisper's language detection as `_languages` calls it, where the level of the audio
+    says the language: 0.1 English, 0.2 German, 0.3 Spanish but unsure, silence English."""
+
+    class feature_extractor:  # noqa: N801 - the attribute faster-whisper's model has
+        sampling_rate = SAMPLE_RATE
+        hop_length = 1  # a frame a sample: the "features" are the samples
+
+        def __new__(cls, x):
+            return np.asarray(x, dtype=np.float32)[None]
+
+    LEVELS = {1: [("<|en|>", 0.95), ("<|de|>", 0.05)], 2: [("<|de|>", 0.9), ("<|en|>", 0.1)],
+              3: [("<|es|>", 0.55), ("<|en|>", 0.45)], 0: [("<|en|>", 0.6), ("<|fr|>", 0.4)]}
+
+    def __init__(self):
+        self.model = self
+        self.seen: list[float] = []
+
+    def encode(self, feats):
+        return feats
+
+    def detect_language(self, encoded):
+        level = int(round(float(np.abs(encoded).max()) * 10))
+        self.seen.append(len(encoded[0][0]) / SAMPLE_RATE)
+        return [self.LEVELS[level]]
+
+
+def speakers_audio(*turns: tuple[str, float, float, float]) -> tuple[Audio, list[Chunk]]:
+    """(speaker, start, end, level) turns, each its own chunk, over silence."""
+    samples = np.zeros(int(max(t[2] for t in turns) * SAMPLE_RATE) + SAMPLE_RATE, dtype=np.float32)
+    for _, s, e, level in turns:
+        samples[int(s * SAMPLE_RATE) : int(e * SAMPLE_RATE)] = level
+    chunks = [Chunk(s, e, who, ((s, e),)) for who, s, e, _ in turns]
+    return Audio(samples), chunks
+
+
+def test_each_speaker_gets_the_language_whisper_is_sure_of() -> None:
+    audio, chunks = speakers_audio(("A", 0, 20, 0.1), ("B", 21, 31, 0.2), ("C", 32, 40, 0.3), ("A", 41, 61, 0.1))
+    main, prob, spoken = _languages(LoudnessLanguages(), audio, chunks, RegionOptions())
+    # A: 40 s of English; B: 10 s of German, sure; C: 8 s of Spanish at 0.55, below 0.7: English
+    assert (main, spoken) == ("en", {"A": "en", "B": "de", "C": "en"})
+    assert prob == pytest.approx((40 * 0.95 + 10 * 0.1 + 8 * 0.45) / 58)
+
+
+def test_a_speaker_with_little_speech_takes_the_main_language() -> None:
+    audio, chunks = speakers_audio(("A", 0, 20, 0.2), ("B", 21, 24, 0.1))
+    model = LoudnessLanguages()
+    assert _languages(model, audio, chunks, RegionOptions())[::2] == ("de", {"A": "de", "B": "de"})
+    assert model.seen == [20.0]  # B's 3 s were not detected on their own
+    # nobody with enough speech: all of it at once (the German 2 s is the loudest)
+    audio, chunks = speakers_audio(("A", 0, 2, 0.2), ("B", 3, 5, 0.1))
+    assert _languages(model, audio, chunks, RegionOptions())[::2] == ("de", {"A": "de", "B": "de"})
+
+
+def test_one_language_for_all_when_asked() -> None:
+    audio, chunks = speakers_audio(("A", 0, 20, 0.1), ("B", 21, 61, 0.2))
+    model = LoudnessLanguages()
+    main, _, spoken = _languages(model, audio, chunks, RegionOptions(speaker_languages=False))
+    assert (main, spoken) == ("de", {"A": "de", "B": "de"})
+    assert model.seen == [30.0]  # one detection, on the longest 30 s of speech (B's)
+
+
 def test_packing_fills_windows_in_time_order() -> None:
     turns = [Turn(i * 7.0, i * 7.0 + 6.0, "AB"[i % 2]) for i in range(10)]  # 10 turns of 6 s
     chunks = plan_chunks(turns, 80.0)
@@ -255,10 +318,10 @@ def quiet_meeting(tmp_path_factory) -> tuple[Path, dict]:
     return out / line["audio"], info
 
 
-def recall(reference: str, words) -> float:
+def recall(reference: str, words, language: str = "en") -> float:
     from transcribe.evaluation.metrics import word_errors
 
-    e = word_errors(reference, "".join(w.text for w in words), "en")
+    e = word_errors(reference, "".join(w.text for w in words), language)
     return (e.ref_words - e.substitutions - e.deletions) / e.ref_words
 
 
@@ -287,6 +350,30 @@ def test_cli_keeps_the_words_of_a_long_quiet_turn(quiet_meeting, tmp_path: Path,
     stats = transcript.stats["asr_regions"]
     assert stats["chunks"] >= 4 and stats["uncovered_seconds"] <= 5.0
     assert {"redecoded", "recovered_words", "dropped_outside_speech", "dropped_no_speech"} <= set(stats)
+
+
+@pytest.mark.slow
+def test_cli_decodes_each_speaker_in_their_own_language(tmp_path: Path, store) -> None:
+    """A meeting in which one speaks English and the other German, the language not given: each
+    speaker is decoded in theirs. With one language for the recording, the other's words come out
+    translated or garbled."""
+    import cli
+    from conftest import run_cli
+    from transcribe.writers import transcript_from_json
+
+    line = compose(tmp_path, "--seed", "5", "--minutes", "1.5", "--language", "en,de",
+                   "--speaker-set", "lj,librivox_simplicissimus")
+    wav = tmp_path / line["audio"]
+    info = json.loads((tmp_path / line["info"]).read_text())
+    r = run_cli("run", wav, "-o", tmp_path / "out", "--quiet", "--num-speakers", "2", "-f", "json")
+    assert r.returncode == cli.EXIT_OK, r.stderr
+    transcript = transcript_from_json(json.loads((tmp_path / "out" / f"{wav.stem}.json").read_text()))
+    assert sorted(transcript.stats["asr_regions"]["languages"].values()) == ["de", "en"]
+    for speaker, language in (("lj", "en"), ("librivox_simplicissimus", "de")):
+        utts = [u for u in info["utterances"] if u["speaker"] == speaker]
+        ref = " ".join(u["text"] for u in utts)
+        said = [w for w in transcript.words if any(u["start"] <= (w.start + w.end) / 2 <= u["end"] for u in utts)]
+        assert recall(ref, said, language) >= 0.6, (language, "".join(w.text for w in said))
 
 
 @pytest.mark.slow

@@ -98,6 +98,15 @@ class RegionOptions:
     compression_ratio_threshold: float = 2.4  # above: a repetition loop, decoded again
     doubtful_probability: float = 0.5  # words this unlikely on average, where VAD hears no voice: dropped
     redecode_probability: float = 0.65  # a chunk's words this unlikely on average: decoded again alone
+    # With the language not given: each speaker's own language, when Whisper is sure of it on
+    # their speech (a meeting in which some speak English and others German or Spanish); off:
+    # one language for the whole recording, as Whisper detects it.
+    speaker_languages: bool = True
+    # a speaker's language other than the main one needs this: on the tuning meetings, speakers
+    # detected as a language not theirs had at most 0.49, those of another language than the main
+    # one at least 0.79 (but one Italian speaker, 0.22); the middle of that gap
+    speaker_language_probability: float = 0.65
+    min_language_speech: float = 4.0  # seconds of a speaker's speech needed to detect their language
     normalize_gain: bool = True  # bring every chunk to the same level before decoding
     max_gain_db: float = 30.0  # never amplify a chunk more than this
 
@@ -564,15 +573,73 @@ def _frames(model, seconds: float, opts: RegionOptions) -> int:
     return int(min(WINDOW, max(opts.min_window, math.ceil(seconds))) * fe.sampling_rate // fe.hop_length)
 
 
-def _detect_language(model, x: np.ndarray, opts: RegionOptions) -> tuple[str, float]:
-    """Whisper's language detection on `x` (at most 30 s), encoded at its own length."""
+def _language_probabilities(model, x: np.ndarray, opts: RegionOptions) -> dict[str, float]:
+    """Whisper's language detection on `x` (at most 30 s), encoded at its own length: every
+    language's probability."""
     from faster_whisper.audio import pad_or_trim
 
     x = x[: int(WINDOW * SAMPLE_RATE)]
     feats = model.feature_extractor(x)[..., :-1]
     encoded = model.encode(pad_or_trim(feats, _frames(model, len(x) / SAMPLE_RATE, opts))[None])
-    token, prob = model.model.detect_language(encoded)[0][0]
-    return token[2:-2], float(prob)
+    return {token[2:-2]: float(prob) for token, prob in model.model.detect_language(encoded)[0]}
+
+
+def _speech_sample(audio: Audio, spans: Sequence[tuple[float, float]], seconds: float = WINDOW) -> np.ndarray:
+    """Up to `seconds` of the speech in `spans`, longest spans first, joined."""
+    pieces, total = [], 0.0
+    for s, e in sorted(spans, key=lambda p: p[0] - p[1]):
+        if total >= seconds:
+            break
+        take = min(e - s, seconds - total)
+        pieces.append(_slice(audio, s, s + take))
+        total += take
+    return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+
+
+def _languages(
+    model, audio: Audio, chunks: Sequence[Chunk], opts: RegionOptions
+) -> tuple[str, float, dict[str | None, str]]:
+    """The recording's main language, its probability, and each speaker's language.
+
+    Whisper detects the language of up to 30 s of each speaker's speech; the main language is
+    the most likely over all the speech (each speaker's probabilities weighted by how long they
+    speak). A speaker keeps the main language unless Whisper is sure of another on their speech
+    (`speaker_language_probability`): a short or accented turn detected as another language would
+    otherwise be decoded, or translated, in it. Without `speaker_languages`, one language for all,
+    detected on up to 30 s of all the speech.
+    """
+    spans: dict[str | None, list[tuple[float, float]]] = {}
+    for c in chunks:
+        spans.setdefault(c.speaker, []).extend(c.speech)
+    seconds = {k: sum(e - s for s, e in v) for k, v in spans.items()}
+    speakers = list(spans)
+    if not opts.speaker_languages:
+        spans = {None: [s for v in spans.values() for s in v]}
+        seconds = {None: sum(seconds.values())}
+    heard = {
+        k: _language_probabilities(model, _speech_sample(audio, v), opts)
+        for k, v in spans.items()
+        if seconds[k] >= opts.min_language_speech
+    }
+    if not heard:  # nobody says much: all of it at once
+        heard = {None: _language_probabilities(model, _speech_sample(audio, [s for v in spans.values() for s in v]), opts)}
+        seconds[None] = sum(e - s for v in spans.values() for s, e in v)
+    weight = sum(seconds[k] for k in heard)
+    mixture: dict[str, float] = {}
+    for k, probs in heard.items():
+        for lang, p in probs.items():
+            mixture[lang] = mixture.get(lang, 0.0) + p * seconds[k] / weight
+    main = max(mixture, key=mixture.__getitem__)
+    own: dict[str | None, str] = {}
+    for k in speakers:
+        probs = heard.get(k, {})
+        best = max(probs, key=probs.__getitem__) if probs else main
+        own[k] = best if probs.get(best, 0.0) >= opts.speaker_language_probability else main
+    log.info(
+        "detected language %s (p=%.2f)%s", main, mixture[main],
+        "".join(f"; {k}: {v} (p={heard[k][v]:.2f})" for k, v in own.items() if v != main),
+    )
+    return main, mixture[main], own
 
 
 _PREPEND = "\"'“¿([{-"  # faster-whisper's defaults for attaching punctuation to words
@@ -893,7 +960,9 @@ def transcribe_chunks(
     `options` an `AsrOptions` (language, beam size, prompt, hotwords and temperatures are used;
     the VAD filter and conditioning on previous text mean nothing here). `chunks` come from
     `plan_chunks`, in time order. Words come back in time order, with recording times and the
-    speaker of their chunk. The language is detected on the longest window when not given.
+    speaker of their chunk. When the language is not given it is detected, for each speaker
+    unless `region_options.speaker_languages` is off (see `_languages`); `stats["languages"]`
+    then says which speaker was decoded in which language, when they differ.
     """
     opts = region_options or RegionOptions()
     model = _model_of(recognizer_or_model)
@@ -918,17 +987,62 @@ def transcribe_chunks(
         say(audio.duration, audio.duration)
         return RegionResult((), language, 1.0 if language else 0.0, (), stats)
 
-    chunks, owned, windows = _pack(chunks, _ownership(chunks), opts, _levels(audio))
+    owned = _ownership(chunks)
+    if language is not None:
+        return _transcribe(model, audio, chunks, owned, language, 1.0, options, opts, stats, say)
+    language, language_probability, spoken = _languages(model, audio, chunks, opts)
+    groups: dict[str, list[int]] = {}
+    for i, c in enumerate(chunks):
+        groups.setdefault(spoken[c.speaker], []).append(i)
+    if len(groups) == 1:
+        return _transcribe(model, audio, chunks, owned, language, language_probability, options, opts, stats, say)
+
+    # Each language's chunks on their own (windows never mix two languages), one after another.
+    speech = [sum(e - s for s, e in c.speech) for c in chunks]
+    total, done = sum(speech), 0.0
+    parts = []
+    for lang, members in groups.items():
+        share = sum(speech[i] for i in members) / total
+
+        def part_say(d: float, t: float, before: float = done, share: float = share) -> None:
+            say((before + share * d / max(t, 1e-9)) * audio.duration, audio.duration)
+
+        part_stats = {k: 0 if isinstance(v, int) else 0.0 for k, v in stats.items()}
+        parts.append(_transcribe(
+            model, audio, [chunks[i] for i in members], [owned[i] for i in members], lang, 1.0,
+            options, opts, part_stats, part_say,
+        ))
+        done += share
+    for k in stats:
+        if k != "speech_seconds":
+            stats[k] = round(sum(p.stats[k] for p in parts), 3)
+    stats["languages"] = {k: v for k, v in spoken.items() if k is not None}
+    words = tuple(sorted((w for p in parts for w in p.words), key=lambda w: (w.start, w.end)))
+    out_chunks = tuple(sorted((c for p in parts for c in p.chunks), key=lambda c: c.start))
+    say(audio.duration, audio.duration)
+    return RegionResult(words, language, round(float(language_probability), 4), out_chunks, stats)
+
+
+def _transcribe(
+    model,
+    audio: Audio,
+    chunks: Sequence[Chunk],
+    owned: Sequence[tuple[float, float]],
+    language: str,
+    language_probability: float,
+    options: Any,
+    opts: RegionOptions,
+    stats: dict[str, Any],
+    say: Progress,
+) -> RegionResult:
+    """`transcribe_chunks` for chunks of one language, given the spans they own."""
+    chunks, owned, windows = _pack(chunks, owned, opts, _levels(audio))
     stats["chunks"] = len(chunks)
     gains = [_gain(_slice(audio, c.start, c.end), opts.max_gain_db) if opts.normalize_gain else 1.0 for c in chunks]
     inputs = [_window_audio(audio, chunks, w, gains) for w in windows]
     stats["windows"] = len(windows)
     stats["decoded_seconds"] = round(sum(w.length for w in windows), 3)
 
-    language_probability = 1.0
-    if language is None:
-        language, language_probability = _detect_language(model, max(inputs, key=len), opts)
-        log.info("detected language %s (p=%.2f)", language, language_probability)
     dec = _decoder(model, language, options)
 
     # Pass 1: every window, in batches. With `previous_tokens`, the windows are cut into streams of
