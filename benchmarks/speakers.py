@@ -3,6 +3,7 @@
     python benchmarks/speakers.py features MANIFEST.jsonl [--cache DIR]     # networks, once per meeting
     python benchmarks/speakers.py sweep TUNING.jsonl [--cache DIR]          # clustering choices, from the cache
     python benchmarks/speakers.py compare HELDOUT.jsonl [--cache DIR] [--model base] [-o results.json]
+    python benchmarks/speakers.py languages MANIFEST.jsonl [--model base]   # language of each speaker
 
 `features` runs segmentation-3.0 and CAM++ once per meeting and keeps the result (pickle) in the
 cache; `sweep` re-clusters the cached features under every threshold / minimum cluster size /
@@ -283,9 +284,38 @@ def cmd_enroll(args) -> None:
                       "same_n": len(same), "other_n": len(other)}))
 
 
+def cmd_languages(args) -> None:
+    """Whisper's language detection on each reference speaker's speech (up to 30 s, as
+    `transcribe.regions` runs it on each diarized speaker): the two likeliest languages."""
+    from faster_whisper import WhisperModel
+
+    from transcribe.evaluation.readers import read_rttm
+    from transcribe.media import load_audio
+    from transcribe.regions import RegionOptions, _language_probabilities, _speech_sample
+    from transcribe.store import ModelStore
+
+    whisper = WhisperModel(str(ModelStore().require(args.model)), device="cpu", compute_type="int8")
+    opts = RegionOptions()
+    rows = []
+    for item in load_items(args.manifest):
+        audio = load_audio(item["audio"])
+        spans: dict[str, list[tuple[float, float]]] = {}
+        for t in read_rttm(Path(item["rttm"])):
+            spans.setdefault(t.speaker, []).append((t.start, t.end))
+        for speaker, sp in spans.items():
+            probs = _language_probabilities(whisper, _speech_sample(audio, sp), opts)
+            top = sorted(probs.items(), key=lambda kv: -kv[1])[:2]
+            rows.append({"file": Path(item["audio"]).stem, "speaker": speaker,
+                         "seconds": round(sum(e - s for s, e in sp), 1), "top": top})
+            print(f"{rows[-1]['file']:28s} {speaker:32s} {rows[-1]['seconds']:5.1f} s  "
+                  + "  ".join(f"{k} {v:.2f}" for k, v in top), flush=True)
+    if args.output:
+        args.output.write_text(json.dumps({"model": args.model, "rows": rows}, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["features", "sweep", "compare", "enroll"])
+    ap.add_argument("command", choices=["features", "sweep", "compare", "enroll", "languages"])
     ap.add_argument("manifest", type=Path)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--model", default="base")
@@ -294,7 +324,8 @@ def main() -> None:
     ap.add_argument("--grid", default=None, help="sweep: JSON list of DiarizationOptions to score (default: sweep_grid())")
     ap.add_argument("--extra", default=None, help="sweep: JSON list of extra DiarizationOptions to cross with")
     args = ap.parse_args()
-    {"features": cmd_features, "sweep": cmd_sweep, "compare": cmd_compare, "enroll": cmd_enroll}[args.command](args)
+    commands = {"features": cmd_features, "sweep": cmd_sweep, "compare": cmd_compare, "enroll": cmd_enroll, "languages": cmd_languages}
+    commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -103,8 +103,9 @@ class RegionOptions:
     # one language for the whole recording, as Whisper detects it.
     speaker_languages: bool = True
     # a speaker's language other than the main one needs this: on the tuning meetings, speakers
-    # detected as a language not theirs had at most 0.49, those of another language than the main
-    # one at least 0.79 (but one Italian speaker, 0.22); the middle of that gap
+    # detected as a language not theirs had at most 0.54, those of another language than the main
+    # one at least 0.79 (but one Italian speaker, 0.20): about the middle of that gap
+    # (benchmarks/speakers.py languages)
     speaker_language_probability: float = 0.65
     min_language_speech: float = 4.0  # seconds of a speaker's speech needed to detect their language
     normalize_gain: bool = True  # bring every chunk to the same level before decoding

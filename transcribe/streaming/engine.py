@@ -265,7 +265,7 @@ class StreamingEngine:
         if not words or self.agreement.pending:
             return []
         # no more words than the speech can hold: tiny.en, given one "Hello?" padded to 10 s,
-        # said "hello? hello? hello? hello? hello?" (the 31-minute run); the first is kept
+        # said "hello? hello? hello? hello? hello?" (the 31-minute run): show those that fit
         words = words[: int(1 + PROBE_RATE * speech)]
         return self._partial_caption(words)
 
