@@ -203,7 +203,7 @@ def speakers_audio(*turns: tuple[str, float, float, float]) -> tuple[Audio, list
 def test_each_speaker_gets_the_language_whisper_is_sure_of() -> None:
     audio, chunks = speakers_audio(("A", 0, 20, 0.1), ("B", 21, 31, 0.2), ("C", 32, 40, 0.3), ("A", 41, 61, 0.1))
     main, prob, spoken = _languages(LoudnessLanguages(), audio, chunks, RegionOptions())
-    # A: 40 s of English; B: 10 s of German, sure; C: 8 s of Spanish at 0.55, below 0.7: English
+    # A: 40 s of English; B: 10 s of German, sure; C: 8 s of Spanish at 0.55, below 0.65: English
     assert (main, spoken) == ("en", {"A": "en", "B": "de", "C": "en"})
     assert prob == pytest.approx((40 * 0.95 + 10 * 0.1 + 8 * 0.45) / 58)
 
