@@ -365,10 +365,11 @@ def test_cli_decodes_each_speaker_in_their_own_language(tmp_path: Path, store) -
                    "--speaker-set", "lj,librivox_simplicissimus")
     wav = tmp_path / line["audio"]
     info = json.loads((tmp_path / line["info"]).read_text())
-    r = run_cli("run", wav, "-o", tmp_path / "out", "--quiet", "--num-speakers", "2", "-f", "json")
+    r = run_cli("run", wav, "-o", tmp_path / "out", "--quiet", "--num-speakers", "2", "--speaker-names", "Ann,Bob", "-f", "json")
     assert r.returncode == cli.EXIT_OK, r.stderr
     transcript = transcript_from_json(json.loads((tmp_path / "out" / f"{wav.stem}.json").read_text()))
-    assert sorted(transcript.stats["asr_regions"]["languages"].values()) == ["de", "en"]
+    languages = transcript.stats["asr_regions"]["languages"]  # by the names the outputs show
+    assert sorted(languages) == ["Ann", "Bob"] and sorted(languages.values()) == ["de", "en"]
     for speaker, language in (("lj", "en"), ("librivox_simplicissimus", "de")):
         utts = [u for u in info["utterances"] if u["speaker"] == speaker]
         ref = " ".join(u["text"] for u in utts)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from transcribe.asr import AsrOptions, AsrResult, Recognizer
-from transcribe.attribution import apply_speaker_names, assign_speakers, build_segments, parse_speaker_names
+from transcribe.attribution import assign_speakers, build_segments, parse_speaker_names, rename_speakers, speaker_mapping
 from transcribe.devices import asr_device, default_compute_type, resolve_device
 from transcribe.errors import ModelError, UsageError
 from transcribe.regions import RegionResult, transcribe_regions
@@ -240,13 +240,18 @@ class Pipeline:
             | {"device": self.device, "asr_device": self.asr_device, "compute_type": self.asr_compute_type},
             stats={},
         )
+        names: dict[str, str] = {}  # label -> the name the outputs show
         if opts.speaker_names:
-            transcript = apply_speaker_names(transcript, parse_speaker_names(opts.speaker_names))
+            names = speaker_mapping(parse_speaker_names(opts.speaker_names), transcript.speakers)
+            transcript = rename_speakers(transcript, names)
         enrolled = {}
         if self._enrollments:
             from transcribe.enroll import name_speakers
 
             transcript, enrolled = name_speakers(transcript, centroids, self._enrolled_embeddings())
+            names = {e["speaker"]: name for name, e in enrolled.items() if e["speaker"] is not None}
+        if region_stats is not None and "languages" in region_stats:
+            region_stats["languages"] = {names.get(k, k): v for k, v in region_stats["languages"].items()}
         timings["attribution"] = time.perf_counter() - t0
         stats = {
             "timings": {k: round(v, 3) for k, v in timings.items()},
