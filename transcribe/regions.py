@@ -153,6 +153,10 @@ class Chunk:
     def speech_end(self) -> float:
         return self.speech[-1][1]
 
+    @property
+    def speech_seconds(self) -> float:
+        return sum(e - s for s, e in self.speech)
+
 
 @dataclass(frozen=True)
 class RegionResult:
@@ -613,18 +617,14 @@ def _languages(
     for c in chunks:
         spans.setdefault(c.speaker, []).extend(c.speech)
     seconds = {k: sum(e - s for s, e in v) for k, v in spans.items()}
-    speakers = list(spans)
-    if not opts.speaker_languages:
-        spans = {None: [s for v in spans.values() for s in v]}
-        seconds = {None: sum(seconds.values())}
     heard = {
         k: _language_probabilities(model, _speech_sample(audio, v), opts)
-        for k, v in spans.items()
+        for k, v in (spans.items() if opts.speaker_languages else ())
         if seconds[k] >= opts.min_language_speech
     }
-    if not heard:  # nobody says much: all of it at once
+    if not heard:  # one language for all (asked for, or nobody says much): all of the speech at once
         heard = {None: _language_probabilities(model, _speech_sample(audio, [s for v in spans.values() for s in v]), opts)}
-        seconds[None] = sum(e - s for v in spans.values() for s, e in v)
+        seconds[None] = sum(seconds.values())
     weight = sum(seconds[k] for k in heard)
     mixture: dict[str, float] = {}
     for k, probs in heard.items():
@@ -632,7 +632,7 @@ def _languages(
             mixture[lang] = mixture.get(lang, 0.0) + p * seconds[k] / weight
     main = max(mixture, key=mixture.__getitem__)
     own: dict[str | None, str] = {}
-    for k in speakers:
+    for k in spans:
         probs = heard.get(k, {})
         best = max(probs, key=probs.__getitem__) if probs else main
         own[k] = best if probs.get(best, 0.0) >= opts.speaker_language_probability else main
@@ -972,7 +972,7 @@ def transcribe_chunks(
     stats: dict[str, Any] = {
         "chunks": len(chunks),
         "windows": 0,
-        "speech_seconds": round(sum(e - s for c in chunks for s, e in c.speech), 3),
+        "speech_seconds": round(sum(c.speech_seconds for c in chunks), 3),
         "decoded_seconds": 0.0,
         "redecoded": 0,
         "replaced_doubtful": 0,
@@ -999,7 +999,7 @@ def transcribe_chunks(
         return _transcribe(model, audio, chunks, owned, language, language_probability, options, opts, stats, say)
 
     # Each language's chunks on their own (windows never mix two languages), one after another.
-    speech = [sum(e - s for s, e in c.speech) for c in chunks]
+    speech = [c.speech_seconds for c in chunks]
     total, done = sum(speech), 0.0
     parts = []
     for lang, members in groups.items():
@@ -1109,7 +1109,7 @@ def _transcribe(
         return words
 
     final = {i: plausible(i, over_speech(i, found[i])) for i in range(len(chunks))}
-    seconds = [sum(e - s for s, e in c.speech) for c in chunks]
+    seconds = [c.speech_seconds for c in chunks]
 
     def sparse(i: int, words: Sequence[Word]) -> bool:
         return seconds[i] >= opts.min_uncovered and len(words) < opts.min_word_rate * seconds[i]
