@@ -56,10 +56,12 @@ def replay(audio, options) -> tuple[list, list, dict]:
     def run(kind: str, call) -> None:
         t0, passes, probes = clock.t, engine.stats.passes, engine.stats.probes
         wall = time.perf_counter()
-        captions = call()
+        captions = call() or []
         clock.t += time.perf_counter() - wall
         messages.extend((clock.t, caption_message(c, 0)) for c in captions)
         decoded = engine.stats.passes > passes or engine.stats.probes > probes
+        if kind == "work":
+            kind = "probe" if engine.stats.probes > probes else "pass"
         if decoded or captions:
             trace.append((round(t0, 3), round(clock.t, 3), kind if decoded else kind + " (no pass)",
                           round(engine.ring.end / SR, 3), round(engine._start / SR, 3),
@@ -70,10 +72,8 @@ def replay(audio, options) -> tuple[list, list, dict]:
         while fed < len(audio) and fed + CHUNK <= clock.t * SR + 1:
             engine.feed(audio[fed:fed + CHUNK], (fed + CHUNK) / SR)
             fed += CHUNK
-        if engine.ready():
-            run("pass", engine.step)
-        elif engine.probe_ready():
-            run("probe", engine.probe)
+        if engine.ready() or engine.probe_ready():
+            run("work", engine.work)
         else:
             clock.t += 0.005
     engine.close()

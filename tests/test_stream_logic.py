@@ -240,12 +240,10 @@ def run_engine(audio, *, options=None, embedder=None, speakers=None, namer=None,
                 engine.gap(gaps.pop(0)[1])
             engine.feed(audio[fed:fed + n], clock.t)
             fed += n
-        if engine.ready():
-            out += [(clock.t, c) for c in engine.step()]
-        elif probe and engine.probe_ready():
-            out += [(clock.t, c) for c in engine.probe()]
-        else:
+        captions = engine.work() if probe else (engine.step() if engine.ready() else None)
+        if captions is None:
             clock.t += chunk
+        out += [(clock.t, c) for c in captions or []]
     engine.close()
     for _ in range(10):
         if engine.finished:
@@ -382,6 +380,35 @@ class HangoverVadModel(FakeVadModel):
         for k in range(1, 11):
             out[k:] = np.maximum(out[k:], flags[:-k])
         return out
+
+
+class CostlyDecoder(ScriptedDecoder):
+    """A pass costs in proportion to its encoder window, as Whisper's encoder does: a regular
+    pass (30 s) takes `cost`, a probe (10 s) a third of it."""
+
+    def __call__(self, samples, prompt="", encoder_seconds=None):
+        cost = self.cost
+        self.cost = cost * (encoder_seconds or 30.0) / 30.0
+        try:
+            return super().__call__(samples, prompt, encoder_seconds)
+        finally:
+            self.cost = cost
+
+
+@pytest.mark.parametrize("onset", [3.1, 3.2, 3.5, 3.6])
+def test_engine_probe_goes_before_a_pass_that_is_due(onset):
+    # Passes take longer than a step (0.6 s), so one is always due and they run back to back, as
+    # on this 2-core CPU. A new utterance's probe must not wait behind the pass that is due, nor
+    # for the previous utterance's pending words to be made final (it shows them and the new
+    # words); a pass due when the probe is a moment away waits for it (3.2). Before, the first
+    # text came 0.9 to 1.2 s after these onsets (LJSpeech replay: up to 1.3 s).
+    script = [(0.6, 1.6, 1), (1.7, 2.35, 2), (onset, onset + 0.5, 3), (onset + 0.6, onset + 1.1, 4), (onset + 1.2, onset + 1.6, 5)]
+    audio = synth(script, 7.0)
+    engine, out, _ = run_engine(audio, cost=0.6, decoder_class=CostlyDecoder, vad_model=HangoverVadModel())
+    plain, _, _ = run_engine(audio, cost=0.6, decoder_class=CostlyDecoder, vad_model=HangoverVadModel(), probe=False)
+    first = min(t for t, c in out if c.text and c.end > onset)
+    assert first - onset <= 0.8 + 1e-6
+    assert texts(engine.words) == texts(plain.words) == ["everyone.", "This", "is", "the", "budget"]
 
 
 def test_engine_window_does_not_keep_old_speech_through_a_long_silence():

@@ -150,13 +150,15 @@ class StreamingEngine:
         self._closed = False
         self._idle = True
         self._empty_passes = 0  # passes in a row that heard speech but gave no words
-        self._probed = False  # the current utterance had its early pass (see probe())
+        self._probed = False  # the current utterance had its early pass (see _probe_plan())
         self._probe_onset = -1  # sample index where the speech of the latest probe started
         self._spent = False  # the latest pass's words are all final: the window has nothing more to say
         self._turn_start = 0.0  # start of the run of speech the latest speaker label was chosen for
         self._turn_weak = False  # that label was chosen on less speech than a new speaker needs
         self._label: str | None = None  # the latest speaker label chosen (before display names)
         self._vad_checked = 0  # sample index up to which a probe looked at voice activity
+        self._hold_to = 0  # no pass before this sample index: a probe is about to be due
+        self._held_for = -1  # the onset of the utterance whose probe a pass last waited for
         self.settled = 0.0  # session time before which every word is final (after the last step)
         full = decoder.options.encoder_seconds
         self.ladder = tuple(x for x in (full, *self.options.degraded_encoder) if x <= full and x >= self.options.max_window) if self.options.adaptive else (full,)
@@ -199,7 +201,7 @@ class StreamingEngine:
         """Whether a step now would have something to do."""
         step = self.options.idle_step if self._idle else self.options.step
         return (
-            self.ring.end - self._decoded_to >= step * SR
+            (self.ring.end - self._decoded_to >= step * SR and self.ring.end >= self._hold_to)
             or bool(self._breaks)
             or (self._closed and not self.finished)
             or self._stalled()
@@ -217,42 +219,76 @@ class StreamingEngine:
         )
 
     def probe_ready(self) -> bool:
-        """Whether a probe now could show the first words of an utterance (see probe())."""
+        """Whether a probe now could show the first words of an utterance (see _probe_plan())."""
         return (
             not self._closed
-            and not self.agreement.pending
             and self.ring.end - max(self._vad_checked, self._decoded_to) >= self.options.probe_interval * SR
         )
 
-    def probe(self) -> list[Caption]:
-        """Between passes, when no words are pending: check voice activity on the newest
-        audio and, once `probe_speech` seconds of speech have come (or a shorter word has
-        ended: `probe_tail` of silence after it), run one early pass whose
+    def work(self) -> list[Caption] | None:
+        """Do what is due, from the worker thread: the captions it gave, or None if nothing was.
+
+        A probe goes first when one would decode: it takes a fifth of a second, where a pass may
+        take most of a step, and while passes run back to back a probe that waited for a free
+        moment would never run (measured on the LJSpeech composite: a new utterance whose first
+        pass had too little of it to give a word showed its first text 1.1 to 1.3 s after it
+        began). A probe that is one `probe_interval` of speech away holds the pass that is due
+        until then, once per utterance. Otherwise a pass if one is due, otherwise a
+        voice-activity check for a probe."""
+        if self.probe_ready():
+            plan = self._probe_plan()
+            if plan is not None:
+                return self._probe(*plan)
+            if not self.ready():
+                return []
+        if self.ready():
+            return self.step()
+        return None
+
+    def _probe_plan(self) -> tuple[int, int, int, float] | None:
+        """Whether to probe now: (onset, where the probe's audio begins and ends, seconds of
+        speech), or None. Updates voice activity to the newest audio.
+
+        A probe is one early pass over the start of an utterance, once `probe_speech` seconds of
+        speech have come (or a shorter word has ended: `probe_tail` of silence after it), whose
         words are shown as a partial only. It does not vote in the agreement (a pass over a
         fraction of a second of speech guesses; two such guesses could agree), so final text is
-        unchanged; it only brings the first text of each utterance forward by up to a step.
+        unchanged; it only brings the first text of each utterance forward.
 
         An utterance is the speech at the window's start, or speech after a pause of `run_gap`
-        or more (where the speaker may change) that follows the last final word; a pass need
-        not have landed in the pause (the words before it may have become final by agreement)."""
+        or more (where the speaker may change) that follows the last final word and any pending
+        ones; a pass need not have landed in the pause (the words before it may have become final
+        by agreement, or still be pending: the partial shows them, then the probe's)."""
         o = self.options
         end = self.ring.end
         self._vad_checked = end
         self.vad.update(self.ring, end)
         start = max(self._start, self.ring.start)
         pause = self._pause_after_finals(end, o.run_gap)
+        pending = self.agreement.pending
+        if pending and (pause is None or pause[1] < pending[-1].end - CUT_SLACK):
+            return None  # the words pending are still being said: the next pass shows them
         if pause is not None:
             onset: int | None = int(pause[1] * SR)
         elif not self._probed:
             onset = self.vad.first_speech(start, end)
         else:
-            return []
+            return None
         if onset is None or onset <= self._probe_onset:
-            return []
+            return None
         speech = int(self.vad.speech_frames(onset, end).sum()) * FRAME / SR
         if speech < o.probe_speech and not (speech >= MIN_WORD and self.vad.trailing_silence(onset) >= o.probe_tail):
-            return []  # too little speech to guess at yet, unless it was a short word that has ended
-        begin = max(start, onset - int(o.keep_silence * SR))
+            # too little speech to guess at yet, unless it was a short word that has ended
+            if speech >= o.probe_speech - o.probe_interval and onset != self._held_for:
+                # but nearly enough: a pass started now would hold the probe back by a whole
+                # pass (half a second here), so the pass waits for one more check
+                self._held_for = onset
+                self._hold_to = end + int(o.probe_interval * SR)
+            return None
+        return onset, max(start, onset - int(o.keep_silence * SR)), end, speech
+
+    def _probe(self, onset: int, begin: int, end: int, speech: float) -> list[Caption]:
+        o = self.options
         self._probed = True
         self._probe_onset = onset
         # a short encoder window: a probe is about speed, its words are not kept
@@ -260,14 +296,16 @@ class StreamingEngine:
         seconds = max(min(o.probe_encoder, self.ladder[-1]), math.ceil(len(audio) / SR))
         result = self.decoder(audio, prompt=self._prompt(), encoder_seconds=seconds)
         self.stats.probes += 1
-        settled = self.agreement.committed_end - LocalAgreement.TIME_TOLERANCE
-        words = [w for w in self._heard(result.words, begin) if w.start > settled]  # not final already
-        if not words or self.agreement.pending:
+        pending = self.agreement.pending
+        # not final already, and after the words pending from before the pause
+        settled = max([self.agreement.committed_end, *(w.end for w in pending)]) - LocalAgreement.TIME_TOLERANCE
+        words = [w for w in self._heard(result.words, begin) if w.start > settled]
+        if not words:
             return []
         # no more words than the speech can hold: tiny.en, given one "Hello?" padded to 10 s,
         # said "hello? hello? hello? hello? hello?" (the 31-minute run): show those that fit
         words = words[: int(1 + PROBE_RATE * speech)]
-        return self._partial_caption(words)
+        return self._partial_caption([*pending, *words])
 
     @property
     def finished(self) -> bool:

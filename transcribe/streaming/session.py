@@ -305,11 +305,8 @@ class StreamSession:
                     break
                 if engine.finished:
                     break
-                if engine.ready():
-                    captions = engine.step()
-                elif engine.probe_ready():
-                    captions = engine.probe()
-                else:
+                captions = engine.work()
+                if captions is None:
                     continue
                 if captions:
                     loop.call_soon_threadsafe(self._on_captions, captions, engine.settled)
