@@ -32,6 +32,7 @@ Reported (one run, one machine; the load average at start and end is printed wit
 from __future__ import annotations
 
 import argparse
+import atexit
 import difflib
 import json
 import os
@@ -302,6 +303,7 @@ def analyse(messages, t0: float, ref_words, period: float, onsets: Sequence[floa
         "first_text_from_speech_start_p50": q(first_from_speech, 50),
         "first_text_from_speech_start_p95": q(first_from_speech, 95),
         "first_text_from_speech_start_max": round(max(first_from_speech), 2) if first_from_speech else None,
+        "first_text_within_1s": f"{sum(x <= 1.0 for x in first_from_speech)}/{len(onsets)}",
         "utterances": len(onsets),
         "utterances_without_text": sum(x is None for x in first_all),
         "first_text_from_speech_start_p50_whisper_onsets": q(first_from_start, 50),
@@ -370,7 +372,9 @@ def main() -> None:
     ap.add_argument("stream_args", nargs="*", help="extra options for `transcribe stream` (after --)")
     args = ap.parse_args()
     if str(args.audio) == "ljspeech":
-        args.audio, args.stm = compose_ljspeech(Path(tempfile.mkdtemp(prefix="ljspeech-")))
+        composed = Path(tempfile.mkdtemp(prefix="ljspeech-"))
+        atexit.register(shutil.rmtree, composed, True)
+        args.audio, args.stm = compose_ljspeech(composed)
     stm = args.stm or (args.audio.with_suffix(".stm") if args.audio.with_suffix(".stm").is_file() else None)
 
     from transcribe.media import ffmpeg_binary, load_audio
