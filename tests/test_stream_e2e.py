@@ -229,6 +229,9 @@ def test_stdin_container_is_sniffed_and_decoded(store, tmp_path):
     # the windows, not the source, decide what tiny.en hears)
     assert matched >= 0.75 * len(reference) and in_order(words, ["country", "country"]), words
     assert all(m["speaker"] is None for m in finals if m["type"] == "final")
+    # piped all at once, 11 s of speech: reading waited for the recognizer, and `end` says how long
+    end = finals[-1]
+    assert end["type"] == "end" and end["held"] > 0
 
 
 def test_stream_refuses_bad_options_before_loading_models(tmp_path):

@@ -170,6 +170,7 @@ class StreamSession:
         self._cond = threading.Condition()
         self._first_audio: float | None = None
         self._last_audio = 0.0
+        self.held = 0.0  # seconds a source that is not live went unread while the recognizer caught up
         self._dropped_at: float | None = None
         self._down_since: float | None = clock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -264,7 +265,8 @@ class StreamSession:
             reconnects=getattr(self.source, "reconnects", 0),
             clients=self.captions.clients if self.captions is not None else 0,
             speakers=tuple(self._speakers),
-            extra={"latency_p50": _percentile(list(e.latencies)[-200:], 50), "encoder_window": e.encoder_seconds},
+            extra={"latency_p50": _percentile(list(e.latencies)[-200:], 50), "encoder_window": e.encoder_seconds,
+                   "held": round(self.held, 3)},
         )
 
     def _send_status(self) -> None:
@@ -341,13 +343,15 @@ class StreamSession:
                 self._last_audio = now
                 engine.feed(ev.samples, now)
                 self._notify()
-                if not live:
+                if not live and engine.backlog > backlog_limit:
+                    waited = self.clock()
                     while engine.backlog > backlog_limit and not self._halt and not self._stop.is_set():
                         self._progress.clear()
                         try:
                             await asyncio.wait_for(self._progress.wait(), 1.0)
                         except asyncio.TimeoutError:
                             pass
+                    self.held += self.clock() - waited
             else:
                 self._on_state(ev)
             if self._stop.is_set():
@@ -419,7 +423,7 @@ class StreamSession:
     async def finish(self, outputs: list[str] | None = None) -> None:
         """Send the `end` message and close the caption server (after `run()`)."""
         self._emit({"type": "end", "seq": self._next_seq(), "duration": round(self.engine.ring.seconds, 3),
-                    "finals": self.engine.stats.finals, "outputs": list(outputs or [])})
+                    "finals": self.engine.stats.finals, "held": round(self.held, 3), "outputs": list(outputs or [])})
         if self.captions is not None:
             await self.captions.close()
 
@@ -438,6 +442,7 @@ class StreamSession:
             "encoder_windows_used": sorted(e.encoder_windows_used, reverse=True),
             "reconnects": getattr(self.source, "reconnects", 0),
             "overwritten_seconds": round(e.ring.overwritten / e.ring.sample_rate, 3),
+            "held_seconds": round(self.held, 3),
             "started": self.started.isoformat(timespec="seconds"),
             "session": self.session_id,
         }
