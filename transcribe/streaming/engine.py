@@ -247,7 +247,8 @@ class StreamingEngine:
 
     def _probe_plan(self) -> tuple[int, int, int, float] | None:
         """Whether to probe now: (onset, where the probe's audio begins and ends, seconds of
-        speech), or None. Updates voice activity to the newest audio.
+        speech), or None. Updates voice activity to the newest audio, and holds the pass that is
+        due when a probe is one check away (see work()).
 
         A probe is one early pass over the start of an utterance, once `probe_speech` seconds of
         speech have come (or a shorter word has ended: `probe_tail` of silence after it), whose
