@@ -4,6 +4,7 @@ silence and noise."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,8 @@ from transcribe.regions import (
     _Window,
     _Piece,
     _languages,
+    _max_new_tokens,
+    _unrepeated,
     plan_chunks,
 )
 from transcribe.types import SAMPLE_RATE, Audio, Turn, Word
@@ -292,6 +295,34 @@ def test_uncovered_finds_speech_without_words() -> None:
     assert _uncovered(speech, words, min_len=2.0) == [(2.5, 8.5)]
     assert _uncovered(speech, words, min_len=0.5) == [(2.5, 8.5), (12.0, 13.0)]
     assert _uncovered(speech, [], min_len=2.0) == [(0.5, 10.0)]
+
+
+def test_a_phrase_said_twice_in_a_row_is_kept_once() -> None:
+    sentence = " I'm not sure if this is the sick boy that's having a cold.".split(" ")[1:]
+    loop = [(float(k), k + 0.5, " " + w, 0.5) for k, w in enumerate(sentence * 2 + ["Hey!"])]
+    kept = _unrepeated(loop)
+    assert [w[2].strip() for w in kept] == sentence + ["Hey!"]
+    assert [w[0] for w in kept[: len(sentence)]] == [w[0] for w in loop[: len(sentence)]]  # the first copy stays
+    # case and punctuation do not hide a repeat; three copies become one
+    said = ["so", "this", "is", "the", "sick", "corpus,", "So", "this", "is", "the", "sick", "corpus."] * 2
+    assert [w[2] for w in _unrepeated([(0.0, 0.1, w, 0.9) for w in said])] == said[:6]
+
+
+def test_short_repeats_of_real_speech_are_kept() -> None:
+    said = "no no no I said I said we will we will fight we will fight on the beaches".split()
+    words = [(float(k), k + 0.5, w, 0.9) for k, w in enumerate(said)]
+    assert _unrepeated(words) == words
+
+
+def test_no_clip_needs_more_tokens_than_a_decode_may_write(store) -> None:
+    """The loop cut-off leaves room for the fastest real speech of samples/ (timestamps included)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(store.require("base") / "tokenizer.json"))
+    for line in CLIPS.read_text().splitlines():
+        clip = json.loads(line)
+        tokens = len(tokenizer.encode(" " + clip["text"]).ids) + 2 * math.ceil(clip["duration"] / 5)
+        assert tokens <= 0.8 * _max_new_tokens(clip["duration"]), clip["id"]
 
 
 # --------------------------------------------------------------------------- real models

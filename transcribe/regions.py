@@ -67,6 +67,17 @@ Progress = Callable[[float, float], None]  # (seconds done, seconds in all)
 
 WINDOW = 30.0  # Whisper's input window, seconds
 _MAX_PREVIOUS = 223  # previous text tokens in a prompt, as Whisper (half its 448-token context, less one)
+# Tokens Whisper may write per second of audio, and a few more for the timestamps: a decode that
+# loops stops there instead of at the 448-token context (a loop on 9 s of a quiet voice ran to 448
+# tokens, at every temperature of the fallback). The fastest clip of samples/ is 9.4 tokens a second
+# (1.6 s), the others at most 7.1, French and English alike.
+_TOKENS_PER_SECOND = 12.0
+_EXTRA_TOKENS = 32
+
+
+def _max_new_tokens(seconds: float) -> int:
+    """How many tokens a decode of `seconds` of audio may write before it counts as a loop."""
+    return int(math.ceil(seconds * _TOKENS_PER_SECOND)) + _EXTRA_TOKENS
 
 
 @dataclass(frozen=True)
@@ -169,8 +180,8 @@ class RegionResult:
     of on their own, without previous text), recovered_words (words that brought back),
     dropped_outside_speech (words over no speech), dropped_no_speech (words of windows Whisper
     scored as silence, and doubtful words of chunks in which Silero VAD hears no voice),
-    dropped_repetition (words of repetition loops), uncovered_seconds (speech of 2 s or more
-    still without a word).
+    dropped_repetition (words of repetition loops, and phrases said twice in a row),
+    uncovered_seconds (speech of 2 s or more still without a word).
     """
 
     words: tuple[Word, ...]
@@ -554,6 +565,7 @@ class _Decoded:
     avg_logprob: float
     compression_ratio: float
     tokens: tuple[int, ...] = ()
+    repeated: int = 0  # words dropped from `words` as a repeated phrase (`_unrepeated`)
 
     def silent(self, opts: RegionOptions) -> bool:
         """Whisper's own rule: the window is silence."""
@@ -565,6 +577,35 @@ class _Decoded:
     def failed(self, opts: RegionOptions) -> bool:
         """Whisper scored the window as silence, or it looped."""
         return self.silent(opts) or self.looping(opts)
+
+
+MIN_REPEAT = 6  # words: a phrase this long said twice in a row is a loop
+
+
+def _unrepeated(words: Sequence[tuple], min_words: int = MIN_REPEAT) -> list:
+    """`words` (tuples whose third item is the text) without the second of two identical runs of
+    `min_words` words or more in a row: a loop that the compression ratio lets through.
+
+    Whisper's temperature fallback on a quiet 9 s turn gave one invented 16-word sentence twice
+    (compression ratio under 2.4). Neither the clips' reference texts nor any system's output on the
+    composed meetings (benchmarks/results/asr_regions_words_gpuhost_cpu.json) hold a run of even 3
+    words said twice in a row, but for that turn.
+    """
+    def key(w: tuple) -> str:
+        return "".join(ch for ch in str(w[2]).lower() if ch.isalnum() or ch == "'")
+
+    out, keys = list(words), [key(w) for w in words]
+    i = 0
+    while i < len(out):
+        for n in range(min_words, (len(out) - i) // 2 + 1):
+            if keys[i : i + n] == keys[i + n : i + 2 * n]:
+                again = "".join(str(w[2]) for w in out[i + n : i + 2 * n])
+                log.debug("dropped %r at %.2f s: said twice in a row", again, out[i + n][0])
+                del out[i + n : i + 2 * n], keys[i + n : i + 2 * n]
+                break
+        else:
+            i += 1
+    return out
 
 
 def _model_of(recognizer_or_model: Any):
@@ -737,11 +778,12 @@ def _decode_batch(
     durations = [len(x) / sr for x in inputs]
     frames = _frames(model, max(math.ceil(d) for d in durations) + opts.tail, opts)
     encoded = _encode(model, np.stack([pad_or_trim(f, frames) for f in feats]))
+    prompts = [list(p) for p in prompts] if prompts is not None else [list(dec.prompt) for _ in inputs]
     results = model.model.generate(
         encoded,
-        [list(p) for p in prompts] if prompts is not None else [list(dec.prompt) for _ in inputs],
+        prompts,
         beam_size=dec.beam_size,
-        max_length=model.max_length,
+        max_length=min(model.max_length, max(map(len, prompts)) + _max_new_tokens(max(durations))),
         suppress_blank=True,
         suppress_tokens=list(dec.suppress_tokens),
         return_scores=True,
@@ -775,11 +817,10 @@ def _decode_batch(
         model.add_word_timestamps(segments, dec.tokenizer, encoded, sizes, _PREPEND, _APPEND, 0.0)
     out = []
     for (seg,) in segments:
-        words = tuple(
-            (float(w["start"]), float(w["end"]), w["word"], float(w["probability"])) for w in seg.get("words", ())
-        )
+        heard = [(float(w["start"]), float(w["end"]), w["word"], float(w["probability"])) for w in seg.get("words", ())]
+        words = tuple(_unrepeated(heard))
         scores = (float(seg["no_speech_prob"]), float(seg["avg_logprob"]), float(seg["compression_ratio"]))
-        out.append(_Decoded(words, *scores, tuple(seg["tokens"])))
+        out.append(_Decoded(words, *scores, tuple(seg["tokens"]), len(heard) - len(words)))
     return out
 
 
@@ -802,10 +843,12 @@ def _schedule(lengths: Sequence[float], opts: RegionOptions) -> list[list[int]]:
 
 
 def _decode_alone(
-    model, x: np.ndarray, language: str, options, opts: RegionOptions
-) -> list[tuple[float, float, str, float]]:
+    model, x: np.ndarray, language: str, options, opts: RegionOptions, prompt_tokens: int
+) -> tuple[list[tuple[float, float, str, float]], int]:
     """One stretch with faster-whisper's sequential decoder: its temperature fallback and its
-    no-speech rule. Word times relative to the start of `x`."""
+    no-speech rule. Word times relative to the start of `x`, and how many words were dropped as
+    a repeated phrase; `prompt_tokens` is the length of the prompt faster-whisper builds (the
+    user's prompt and hotwords), which shares the context."""
     temps = tuple(options.temperature) or (0.0,)
     if len(temps) == 1:
         temps = (temps[0], 0.2, 0.4, 0.6)
@@ -819,6 +862,7 @@ def _decode_alone(
         initial_prompt=options.initial_prompt,
         hotwords=options.hotwords,
         temperature=list(temps),
+        max_new_tokens=max(1, min(_max_new_tokens(len(x) / SAMPLE_RATE), model.max_length - prompt_tokens)),
         no_speech_threshold=opts.no_speech_threshold,
         log_prob_threshold=opts.log_prob_threshold,
         compression_ratio_threshold=opts.compression_ratio_threshold,
@@ -828,7 +872,8 @@ def _decode_alone(
         if _Decoded((), seg.no_speech_prob, seg.avg_logprob, seg.compression_ratio).failed(opts):
             continue  # silence, or still looping at the last temperature
         words.extend((w.start, w.end, w.word, w.probability) for w in seg.words or ())
-    return words
+    kept = _unrepeated(words)
+    return kept, len(words) - len(kept)
 
 
 # --------------------------------------------------------------------------- coverage
@@ -924,7 +969,11 @@ class _Coverage:
         for k in range(0, len(requests), opts.batch_size):
             group = requests[k : k + opts.batch_size]
             for r, d in zip(group, _decode_batch(self.model, [self.audio_of(r) for r in group], self.dec, opts)):
-                out.append([] if d.failed(opts) else self._words(r, d.words))
+                if d.failed(opts):
+                    out.append([])
+                    continue
+                self.stats["dropped_repetition"] += d.repeated
+                out.append(self._words(r, d.words))
         self.stats["redecoded"] += len(requests)
         return out
 
@@ -934,7 +983,9 @@ class _Coverage:
         if not _has_voice(x):
             return []
         self.stats["redecoded"] += 1
-        words = self._words(r, _decode_alone(self.model, x, self.language, self.options, self.opts))
+        raw, repeated = _decode_alone(self.model, x, self.language, self.options, self.opts, len(self.dec.prompt))
+        self.stats["dropped_repetition"] += repeated
+        words = self._words(r, raw)
         if words or depth or r.end - r.start < 2 * self.opts.min_uncovered:
             return words
         levels = _levels(Audio(_slice(self.audio, r.start, r.end)))
@@ -1063,6 +1114,7 @@ def _transcribe(
             before[k] = (context + text)[-_MAX_PREVIOUS:]
             window = windows[k]
             done += window.length
+            stats["dropped_repetition"] += d.repeated
             if d.silent(opts):
                 stats["dropped_no_speech"] += len(d.words)
                 retry.update(window.chunks)
