@@ -184,6 +184,8 @@ def cmd_compare(args) -> None:
         threshold=PARAMS_3_1["clustering"]["threshold"],
         min_cluster_size=PARAMS_3_1["clustering"]["min_cluster_size"],
         count_method="threshold",
+        merge_distance=0.0,  # pyannote's clustering as it is: none of our steps around it
+        keep_distance=0.0,
     )
     ours = Pipeline(PipelineOptions(model=args.model, device="cpu"))
     rows = {"usual": [], "ours": []}

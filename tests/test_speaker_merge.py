@@ -57,3 +57,57 @@ def test_distant_clusters_and_the_minimum_are_kept() -> None:
     assert len(merge_split_clusters(emb, seg, hard, centroids, 0.5, 0.5)[1]) == 3
     emb, seg, hard, centroids = _case(alike=0.6, together=False)
     assert len(merge_split_clusters(emb, seg, hard, centroids, 0.5, 0.5, min_clusters=3)[1]) == 3
+
+
+# --------------------------------------------------------------------------- SpeakerClustering
+
+
+def _voices(sizes: dict[int, int], alike: dict[int, tuple[int, float]], dim: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings of voices `sizes` (voice -> how many); a voice in `alike` is (other voice, cosine
+    similarity) of another. Returns the embeddings and each one's voice."""
+    rng = np.random.default_rng(1)
+    base = np.eye(dim)
+    voice = {k: base[k] for k in sizes}
+    for k, (other, sim) in alike.items():
+        voice[k] = sim * base[other] + np.sqrt(1 - sim**2) * base[k]
+    emb = [voice[k] + 0.02 * rng.standard_normal(dim) for k, n in sizes.items() for _ in range(n)]
+    truth = [k for k, n in sizes.items() for _ in range(n)]
+    return np.array(emb), np.array(truth)
+
+
+def _clusters(emb: np.ndarray, keep_distance: float, min_size: int = 4, **bounds) -> np.ndarray:
+    from transcribe.diarize import SpeakerClustering
+
+    c = SpeakerClustering(keep_distance)
+    c.instantiate({"method": "centroid", "min_cluster_size": min_size, "threshold": 0.75})
+    n = len(emb)
+    return c.cluster(emb.copy(), bounds.get("min_clusters", 1), bounds.get("max_clusters", n), bounds.get("num_clusters"))
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    return len(set(zip(a.tolist(), b.tolist()))) == len(set(a.tolist())) == len(set(b.tolist()))
+
+
+def test_a_small_cluster_far_from_the_others_is_kept() -> None:
+    emb, truth = _voices({0: 20, 1: 20, 2: 3}, {})  # voice 2 says little, and sounds like no one else
+    assert same_partition(_clusters(emb, keep_distance=0.55), truth)
+    assert len(set(_clusters(emb, keep_distance=0.0).tolist())) == 2  # pyannote: given to a large one
+
+
+def test_a_small_piece_of_a_large_cluster_joins_it() -> None:
+    # voice 2 is close to voice 1 (0.4 apart): split by the linkage, too close to be kept
+    emb, truth = _voices({0: 20, 1: 20, 2: 3}, {2: (1, 0.6)})
+    out = _clusters(emb, keep_distance=0.55)
+    assert len(set(out.tolist())) == 2 and len(set(out[truth == 2].tolist())) == 1
+    assert out[truth == 2][0] == out[truth == 1][0]
+
+
+def test_keeping_is_pyannotes_clustering_when_nothing_is_far_or_a_count_is_given() -> None:
+    emb, truth = _voices({0: 20, 1: 20, 2: 3, 3: 1}, {2: (1, 0.6)})
+    assert (_clusters(emb, keep_distance=0.55) == _clusters(emb, keep_distance=0.0)).all()
+    emb, truth = _voices({0: 20, 1: 20, 2: 3}, {})
+    assert len(set(_clusters(emb, keep_distance=0.55, num_clusters=2).tolist())) == 2
+    assert len(set(_clusters(emb, keep_distance=0.55, max_clusters=2).tolist())) == 2
+    # a lone embedding is never a speaker of its own
+    emb, truth = _voices({0: 20, 1: 20, 2: 1}, {})
+    assert len(set(_clusters(emb, keep_distance=0.55).tolist())) == 2
