@@ -299,18 +299,18 @@ def test_uncovered_finds_speech_without_words() -> None:
 
 def test_a_phrase_said_twice_in_a_row_is_kept_once() -> None:
     sentence = " I'm not sure if this is the sick boy that's having a cold.".split(" ")[1:]
-    loop = [(float(k), k + 0.5, " " + w, 0.5) for k, w in enumerate(sentence * 2 + ["Hey!"])]
+    loop = [Word(float(k), k + 0.5, " " + w, 0.5) for k, w in enumerate(sentence * 2 + ["Hey!"])]
     kept = _unrepeated(loop)
-    assert [w[2].strip() for w in kept] == sentence + ["Hey!"]
-    assert [w[0] for w in kept[: len(sentence)]] == [w[0] for w in loop[: len(sentence)]]  # the first copy stays
-    # case and punctuation do not hide a repeat; three copies become one
+    assert [w.text.strip() for w in kept] == sentence + ["Hey!"]
+    assert kept[: len(sentence)] == loop[: len(sentence)]  # the first copy stays
+    # case and punctuation do not hide a repeat; four copies become one
     said = ["so", "this", "is", "the", "sick", "corpus,", "So", "this", "is", "the", "sick", "corpus."] * 2
-    assert [w[2] for w in _unrepeated([(0.0, 0.1, w, 0.9) for w in said])] == said[:6]
+    assert [w.text for w in _unrepeated([Word(0.0, 0.1, w) for w in said])] == said[:6]
 
 
 def test_short_repeats_of_real_speech_are_kept() -> None:
     said = "no no no I said I said we will we will fight we will fight on the beaches".split()
-    words = [(float(k), k + 0.5, w, 0.9) for k, w in enumerate(said)]
+    words = [Word(float(k), k + 0.5, w) for k, w in enumerate(said)]
     assert _unrepeated(words) == words
 
 

@@ -565,7 +565,6 @@ class _Decoded:
     avg_logprob: float
     compression_ratio: float
     tokens: tuple[int, ...] = ()
-    repeated: int = 0  # words dropped from `words` as a repeated phrase (`_unrepeated`)
 
     def silent(self, opts: RegionOptions) -> bool:
         """Whisper's own rule: the window is silence."""
@@ -582,25 +581,25 @@ class _Decoded:
 MIN_REPEAT = 6  # words: a phrase this long said twice in a row is a loop
 
 
-def _unrepeated(words: Sequence[tuple], min_words: int = MIN_REPEAT) -> list:
-    """`words` (tuples whose third item is the text) without the second of two identical runs of
-    `min_words` words or more in a row: a loop that the compression ratio lets through.
+def _unrepeated(words: Sequence[Word], min_words: int = MIN_REPEAT) -> list[Word]:
+    """The words of one chunk without the second of two identical runs of `min_words` words or
+    more in a row: a loop that the compression ratio lets through.
 
     Whisper's temperature fallback on a quiet 9 s turn gave one invented 16-word sentence twice
-    (compression ratio under 2.4). Neither the clips' reference texts nor any system's output on the
-    composed meetings (benchmarks/results/asr_regions_words_gpuhost_cpu.json) hold a run of even 3
-    words said twice in a row, but for that turn.
+    (compression ratio under 2.4). In the clips' reference texts no run of even 3 words comes twice
+    in a row. Only one chunk at a time: a composed meeting can have one speaker say the same
+    sentence twice, a few seconds apart, and those are two chunks.
     """
-    def key(w: tuple) -> str:
-        return "".join(ch for ch in str(w[2]).lower() if ch.isalnum() or ch == "'")
+    def key(w: Word) -> str:
+        return "".join(ch for ch in w.text.lower() if ch.isalnum() or ch == "'")
 
     out, keys = list(words), [key(w) for w in words]
     i = 0
     while i < len(out):
         for n in range(min_words, (len(out) - i) // 2 + 1):
             if keys[i : i + n] == keys[i + n : i + 2 * n]:
-                again = "".join(str(w[2]) for w in out[i + n : i + 2 * n])
-                log.debug("dropped %r at %.2f s: said twice in a row", again, out[i + n][0])
+                again = "".join(w.text for w in out[i + n : i + 2 * n])
+                log.debug("dropped %r at %.2f s: said twice in a row", again, out[i + n].start)
                 del out[i + n : i + 2 * n], keys[i + n : i + 2 * n]
                 break
         else:
@@ -817,10 +816,11 @@ def _decode_batch(
         model.add_word_timestamps(segments, dec.tokenizer, encoded, sizes, _PREPEND, _APPEND, 0.0)
     out = []
     for (seg,) in segments:
-        heard = [(float(w["start"]), float(w["end"]), w["word"], float(w["probability"])) for w in seg.get("words", ())]
-        words = tuple(_unrepeated(heard))
+        words = tuple(
+            (float(w["start"]), float(w["end"]), w["word"], float(w["probability"])) for w in seg.get("words", ())
+        )
         scores = (float(seg["no_speech_prob"]), float(seg["avg_logprob"]), float(seg["compression_ratio"]))
-        out.append(_Decoded(words, *scores, tuple(seg["tokens"]), len(heard) - len(words)))
+        out.append(_Decoded(words, *scores, tuple(seg["tokens"])))
     return out
 
 
@@ -844,11 +844,10 @@ def _schedule(lengths: Sequence[float], opts: RegionOptions) -> list[list[int]]:
 
 def _decode_alone(
     model, x: np.ndarray, language: str, options, opts: RegionOptions, prompt_tokens: int
-) -> tuple[list[tuple[float, float, str, float]], int]:
+) -> list[tuple[float, float, str, float]]:
     """One stretch with faster-whisper's sequential decoder: its temperature fallback and its
-    no-speech rule. Word times relative to the start of `x`, and how many words were dropped as
-    a repeated phrase; `prompt_tokens` is the length of the prompt faster-whisper builds (the
-    user's prompt and hotwords), which shares the context."""
+    no-speech rule. Word times relative to the start of `x`; `prompt_tokens` is the length of
+    the prompt faster-whisper builds (the user's prompt and hotwords), which shares the context."""
     temps = tuple(options.temperature) or (0.0,)
     if len(temps) == 1:
         temps = (temps[0], 0.2, 0.4, 0.6)
@@ -872,8 +871,7 @@ def _decode_alone(
         if _Decoded((), seg.no_speech_prob, seg.avg_logprob, seg.compression_ratio).failed(opts):
             continue  # silence, or still looping at the last temperature
         words.extend((w.start, w.end, w.word, w.probability) for w in seg.words or ())
-    kept = _unrepeated(words)
-    return kept, len(words) - len(kept)
+    return words
 
 
 # --------------------------------------------------------------------------- coverage
@@ -961,6 +959,12 @@ class _Coverage:
                 out.append(Word(round(s, 3), round(e, 3), text, round(float(p), 4), c.speaker))
         return out
 
+    def once(self, words: list[Word]) -> list[Word]:
+        """The words of one chunk, a phrase said twice in a row kept once (`_unrepeated`), counted."""
+        kept = _unrepeated(words)
+        self.stats["dropped_repetition"] += len(words) - len(kept)
+        return kept
+
     def batch(self, requests: Sequence[_Request]) -> list[list[Word]]:
         """Each request decoded on its own, in batches, at temperature 0;
         what Whisper scores as silence or a repetition loop comes back empty."""
@@ -969,11 +973,7 @@ class _Coverage:
         for k in range(0, len(requests), opts.batch_size):
             group = requests[k : k + opts.batch_size]
             for r, d in zip(group, _decode_batch(self.model, [self.audio_of(r) for r in group], self.dec, opts)):
-                if d.failed(opts):
-                    out.append([])
-                    continue
-                self.stats["dropped_repetition"] += d.repeated
-                out.append(self._words(r, d.words))
+                out.append([] if d.failed(opts) else self.once(self._words(r, d.words)))
         self.stats["redecoded"] += len(requests)
         return out
 
@@ -983,9 +983,8 @@ class _Coverage:
         if not _has_voice(x):
             return []
         self.stats["redecoded"] += 1
-        raw, repeated = _decode_alone(self.model, x, self.language, self.options, self.opts, len(self.dec.prompt))
-        self.stats["dropped_repetition"] += repeated
-        words = self._words(r, raw)
+        raw = _decode_alone(self.model, x, self.language, self.options, self.opts, len(self.dec.prompt))
+        words = self.once(self._words(r, raw))
         if words or depth or r.end - r.start < 2 * self.opts.min_uncovered:
             return words
         levels = _levels(Audio(_slice(self.audio, r.start, r.end)))
@@ -1114,7 +1113,6 @@ def _transcribe(
             before[k] = (context + text)[-_MAX_PREVIOUS:]
             window = windows[k]
             done += window.length
-            stats["dropped_repetition"] += d.repeated
             if d.silent(opts):
                 stats["dropped_no_speech"] += len(d.words)
                 retry.update(window.chunks)
@@ -1160,7 +1158,7 @@ def _transcribe(
             return []
         return words
 
-    final = {i: plausible(i, over_speech(i, found[i])) for i in range(len(chunks))}
+    final = {i: plausible(i, over_speech(i, coverage.once(found[i]))) for i in range(len(chunks))}
     seconds = [c.speech_seconds for c in chunks]
 
     def sparse(i: int, words: Sequence[Word]) -> bool:
