@@ -350,10 +350,19 @@ def quiet_meeting(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def recall(reference: str, words, language: str = "en") -> float:
+    """Share of the reference words recognised (neither deleted nor misheard)."""
     from transcribe.evaluation.metrics import word_errors
 
     e = word_errors(reference, "".join(w.text for w in words), language)
     return (e.ref_words - e.substitutions - e.deletions) / e.ref_words
+
+
+def heard(reference: str, words, language: str = "en") -> float:
+    """Share of the reference words that got a word (not deleted), right or misheard."""
+    from transcribe.evaluation.metrics import word_errors
+
+    e = word_errors(reference, "".join(w.text for w in words), language)
+    return 1.0 - e.deletions / e.ref_words
 
 
 @pytest.mark.slow
@@ -369,10 +378,15 @@ def test_cli_keeps_the_words_of_a_long_quiet_turn(quiet_meeting, tmp_path: Path,
     assert r.returncode == cli.EXIT_OK, r.stderr
     transcript = transcript_from_json(json.loads((tmp_path / f"{wav.stem}.json").read_text()))
 
-    utts = [u for u in info["utterances"] if quiet["start"] <= u["start"] and u["end"] <= quiet["end"]]
+    # the turn's times are rounded to the millisecond in the info file, its utterances' are not
+    utts = [u for u in info["utterances"] if quiet["start"] - 0.01 <= u["start"] and u["end"] <= quiet["end"] + 0.01]
+    assert sum(u["end"] - u["start"] for u in utts) >= 20
     ref = " ".join(u["text"] for u in utts)
     inside = [w for w in transcript.words if quiet["start"] <= (w.start + w.end) / 2 <= quiet["end"]]
-    assert recall(ref, inside) >= 0.7, (ref, "".join(w.text for w in inside))
+    # No speech lost: measured, 0.93 of the turn's words get a word here, 0.75 with `--asr-mode
+    # whole` (it skips a stretch); 0.70 and 0.64 recognised right (Whisper base on a -20 dB voice).
+    assert heard(ref, inside) >= 0.85, (ref, "".join(w.text for w in inside))
+    assert recall(ref, inside) >= 0.6, (ref, "".join(w.text for w in inside))
     # ... and every turn of 3 s or more by the quiet speaker has at least half its words
     for u in info["utterances"]:
         if u["speaker"] == quiet["speaker"] and u["end"] - u["start"] >= 3.0:
