@@ -48,6 +48,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from transcribe.errors import UsageError
+from transcribe.streaming.policy import normalize_word
 from transcribe.types import SAMPLE_RATE, Audio, Turn, Word
 
 log = logging.getLogger("transcribe")
@@ -590,10 +591,7 @@ def _unrepeated(words: Sequence[Word], min_words: int = MIN_REPEAT) -> list[Word
     in a row. Only one chunk at a time: a composed meeting can have one speaker say the same
     sentence twice, a few seconds apart, and those are two chunks.
     """
-    def key(w: Word) -> str:
-        return "".join(ch for ch in w.text.lower() if ch.isalnum() or ch == "'")
-
-    out, keys = list(words), [key(w) for w in words]
+    out, keys = list(words), [normalize_word(w.text) for w in words]
     i = 0
     while i < len(out):
         for n in range(min_words, (len(out) - i) // 2 + 1):
