@@ -3,6 +3,10 @@
 Defaults measured here: without word timestamps segment times are wrong, and conditioning on
 the previous text makes Whisper base loop on long audio, so word timestamps and the VAD filter
 are on and `condition_on_previous_text` is off.
+
+The temperature fallback samples. CTranslate2 seeds each decoding thread once, when it first
+samples, from the seed set last; so every model is loaded right after setting `SAMPLING_SEED`,
+and the same recording with the same options gives the same words every time.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from transcribe.types import Audio, Word
 log = logging.getLogger("transcribe")
 
 Progress = Callable[[float, float], None]  # (seconds done, seconds in all)
+SAMPLING_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -42,8 +47,10 @@ class Recognizer:
     """A faster-whisper model loaded once from a local CTranslate2 folder."""
 
     def __init__(self, model_dir: Path, device: str = "cpu", compute_type: str = "int8", cpu_threads: int = 0):
+        import ctranslate2
         from faster_whisper import WhisperModel
 
+        ctranslate2.set_random_seed(SAMPLING_SEED)  # before the model's threads first sample
         try:
             self.model = WhisperModel(
                 str(model_dir), device=device, compute_type=compute_type, cpu_threads=cpu_threads, local_files_only=True
