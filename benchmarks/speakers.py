@@ -2,7 +2,7 @@
 
     python benchmarks/speakers.py features MANIFEST.jsonl [--cache DIR]     # networks, once per meeting
     python benchmarks/speakers.py sweep TUNING.jsonl [--cache DIR]          # clustering choices, from the cache
-    python benchmarks/speakers.py compare HELDOUT.jsonl [--cache DIR] [--model base] [-o results.json]
+    python benchmarks/speakers.py compare HELDOUT.jsonl [MORE.jsonl ...] [--cache DIR] [--model base] [-o results.json]
     python benchmarks/speakers.py languages MANIFEST.jsonl [--model base]   # language of each speaker
 
 `features` runs segmentation-3.0 and CAM++ once per meeting and keeps the result (pickle) in the
@@ -34,6 +34,11 @@ DEFAULT_CACHE = HERE / "results" / "speaker-features"
 from pipeline_vs_usual import load_items  # noqa: E402  (manifest paths made absolute)
 
 
+def manifest_items(manifests: list[Path]) -> list[dict]:
+    """The meetings of every manifest, in order; each item's "set" is its manifest's folder name."""
+    return [item | {"set": m.resolve().parent.name} for m in manifests for item in load_items(m)]
+
+
 def diarizer():
     from transcribe.diarize import Diarizer
     from transcribe.store import ModelStore
@@ -60,7 +65,7 @@ def cached_features(item: dict, cache: Path, d=None):
 
 def cmd_features(args) -> None:
     d = diarizer()
-    for item in load_items(args.manifest):
+    for item in manifest_items(args.manifest):
         cached_features(item, args.cache, d)
 
 
@@ -101,7 +106,7 @@ def cmd_sweep(args) -> None:
     from transcribe.diarize import DiarizationOptions
 
     d = diarizer()
-    items = load_items(args.manifest)
+    items = manifest_items(args.manifest)
     if args.cached_only:
         items = [it for it in items if (args.cache / (Path(it["audio"]).stem + ".features.pkl")).is_file()]
     feats = [cached_features(it, args.cache, d) for it in items]
@@ -170,6 +175,16 @@ def pooled_all(rows: list[dict]) -> dict:
     return out
 
 
+def targets(usual: dict, ours: dict) -> dict:
+    """Issue 5's targets from pooled figures."""
+    return {
+        "der_ratio (<= 0.667)": ours["der"] / usual["der"],
+        "cpwer_ratio (<= 0.5)": ours["cpwer"] / usual["cpwer"],
+        "cpwer_over_own_wer (<= 1.5)": ours["cpwer"] / ours["wer"],
+        "count_right (>= 0.8)": ours["count_right"],
+    }
+
+
 def cmd_compare(args) -> None:
     from transcribe.attribution import assign_speakers, build_segments
     from transcribe.diarize import DiarizationOptions
@@ -189,7 +204,7 @@ def cmd_compare(args) -> None:
     )
     ours = Pipeline(PipelineOptions(model=args.model, device="cpu"))
     rows = {"usual": [], "ours": []}
-    for item in load_items(args.manifest):
+    for item in manifest_items(args.manifest):
         if args.cached_only and not (args.cache / (Path(item["audio"]).stem + ".features.pkl")).is_file():
             continue
         features = cached_features(item, args.cache, d)
@@ -198,25 +213,26 @@ def cmd_compare(args) -> None:
         usual_d = d.cluster(features, usual_opts)
         _, words = usual_words(item, args.model, args.cache)
         segs = build_segments(assign_speakers(words, usual_d.turns))
-        rows["usual"].append(score_transcript(item, segs, usual_d.turns) | {"file": stem})
+        rows["usual"].append(score_transcript(item, segs, usual_d.turns) | {"file": stem, "set": item["set"]})
         # ours: the pipeline as `transcribe run` runs it, its networks' output taken from the cache
         ours._diarizer = CachedDiarizer(d, features)
         t0 = time.perf_counter()
         tr = ours.transcribe(load_audio(item["audio"]))
-        rows["ours"].append(score_transcript(item, tr.segments, tr.turns) | {"file": stem, "asr_s": time.perf_counter() - t0})
+        rows["ours"].append(score_transcript(item, tr.segments, tr.turns)
+                            | {"file": stem, "set": item["set"], "asr_s": time.perf_counter() - t0})
         for system in ("usual", "ours"):
             r = rows[system][-1]
             print(f"{stem} {system}: speakers {r['speakers']}/{r['true_speakers']} DER {r['der']:.3f} "
                   f"(miss {r['missed']:.3f} fa {r['false_alarm']:.3f} conf {r['confusion']:.3f}) "
                   f"WER {r['wer']:.3f} cpWER {r['cpwer']:.3f}", flush=True)
     summary = {system: pooled_all(r) for system, r in rows.items()}
-    u, o = summary["usual"], summary["ours"]
-    summary["targets"] = {
-        "der_ratio (<= 0.667)": o["der"] / u["der"],
-        "cpwer_ratio (<= 0.5)": o["cpwer"] / u["cpwer"],
-        "cpwer_over_own_wer (<= 1.5)": o["cpwer"] / o["wer"],
-        "count_right (>= 0.8)": o["count_right"],
-    }
+    summary["targets"] = targets(summary["usual"], summary["ours"])
+    sets = list(dict.fromkeys(r["set"] for r in rows["ours"]))
+    if len(sets) > 1:  # each manifest on its own too: how much the pooled figures rest on one set
+        summary["per_set"] = {}
+        for name in sets:
+            part = {system: pooled_all([r for r in rs if r["set"] == name]) for system, rs in rows.items()}
+            summary["per_set"][name] = targets(part["usual"], part["ours"]) | {"meetings": sum(r["set"] == name for r in rows["ours"])}
     print(json.dumps(summary, indent=1))
     if args.output:
         args.output.write_text(json.dumps({"model": args.model, "summary": summary, "rows": rows}, indent=1))
@@ -256,7 +272,7 @@ def cmd_enroll(args) -> None:
     from transcribe.evaluation.readers import read_rttm
 
     d = diarizer()
-    items = [it for it in load_items(args.manifest)
+    items = [it for it in manifest_items(args.manifest)
              if not args.cached_only or (args.cache / (Path(it["audio"]).stem + ".features.pkl")).is_file()]
     opts = DiarizationOptions(**(json.loads(args.extra) if args.extra else {}))
     ref_speakers = sorted({t.speaker for it in items for t in read_rttm(Path(it["rttm"]))})
@@ -299,7 +315,7 @@ def cmd_languages(args) -> None:
     whisper = WhisperModel(str(ModelStore().require(args.model)), device="cpu", compute_type="int8")
     opts = RegionOptions()
     rows = []
-    for item in load_items(args.manifest):
+    for item in manifest_items(args.manifest):
         audio = load_audio(item["audio"])
         spans: dict[str, list[tuple[float, float]]] = {}
         for t in read_rttm(Path(item["rttm"])):
@@ -318,7 +334,7 @@ def cmd_languages(args) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", choices=["features", "sweep", "compare", "enroll", "languages"])
-    ap.add_argument("manifest", type=Path)
+    ap.add_argument("manifest", type=Path, nargs="+", help="one or more manifests (compare pools them)")
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--model", default="base")
     ap.add_argument("-o", "--output", type=Path, default=None)
