@@ -142,12 +142,15 @@ def usual_words(item: dict, model: str, cache: Path):
 
     path = cache / f"{Path(item['audio']).stem}.usual-asr.{model}.json"
     if not path.is_file():
+        import ctranslate2
         from faster_whisper import WhisperModel
 
+        from transcribe.asr import SAMPLING_SEED
         from transcribe.media import load_audio
         from transcribe.store import ModelStore
 
         t0 = time.perf_counter()
+        ctranslate2.set_random_seed(SAMPLING_SEED)  # its temperature fallback samples, as ours does
         whisper = WhisperModel(str(ModelStore().require(model)), device="cpu", compute_type="int8")
         segments, info = whisper.transcribe(load_audio(item["audio"]).samples, word_timestamps=True)
         words = [[round(w.start, 3), round(w.end, 3), w.word, round(w.probability, 4)]
