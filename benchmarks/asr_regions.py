@@ -50,6 +50,7 @@ sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
 
+from machine import cpu_description  # noqa: E402
 from transcribe.asr import AsrOptions, Recognizer  # noqa: E402
 from transcribe.devices import asr_device  # noqa: E402
 from transcribe.errors import UsageError  # noqa: E402
@@ -270,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "device": device,
         "compute_type": compute_type,
         "cpus": os.cpu_count(),
+        "cpu": cpu_description(),
         "load_average_before_after": [round(x, 2) for x in (*load_before, *os.getloadavg())],
         "language": args.language or None,
         "region_options": asdict(ropts),

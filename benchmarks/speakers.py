@@ -238,7 +238,10 @@ def cmd_compare(args) -> None:
             summary["per_set"][name] = targets(part["usual"], part["ours"]) | {"meetings": sum(r["set"] == name for r in rows["ours"])}
     print(json.dumps(summary, indent=1))
     if args.output:
-        args.output.write_text(json.dumps({"model": args.model, "summary": summary, "rows": rows}, indent=1))
+        from machine import cpu_description
+
+        args.output.write_text(json.dumps(
+            {"model": args.model, "cpu": cpu_description(), "summary": summary, "rows": rows}, indent=1))
 
 
 def enrollment_embeddings(speakers, seconds: float = 30.0) -> dict:
