@@ -142,15 +142,14 @@ def usual_words(item: dict, model: str, cache: Path):
 
     path = cache / f"{Path(item['audio']).stem}.usual-asr.{model}.json"
     if not path.is_file():
-        import ctranslate2
         from faster_whisper import WhisperModel
 
-        from transcribe.asr import SAMPLING_SEED
+        from transcribe.asr import seed_sampling
         from transcribe.media import load_audio
         from transcribe.store import ModelStore
 
         t0 = time.perf_counter()
-        ctranslate2.set_random_seed(SAMPLING_SEED)  # its temperature fallback samples, as ours does
+        seed_sampling()  # its temperature fallback samples, as ours does
         whisper = WhisperModel(str(ModelStore().require(model)), device="cpu", compute_type="int8")
         segments, info = whisper.transcribe(load_audio(item["audio"]).samples, word_timestamps=True)
         words = [[round(w.start, 3), round(w.end, 3), w.word, round(w.probability, 4)]
@@ -235,7 +234,8 @@ def cmd_compare(args) -> None:
         summary["per_set"] = {}
         for name in sets:
             part = {system: pooled_all([r for r in rs if r["set"] == name]) for system, rs in rows.items()}
-            summary["per_set"][name] = targets(part["usual"], part["ours"]) | {"meetings": sum(r["set"] == name for r in rows["ours"])}
+            meetings = sum(r["set"] == name for r in rows["ours"])
+            summary["per_set"][name] = targets(part["usual"], part["ours"]) | {"meetings": meetings}
     print(json.dumps(summary, indent=1))
     if args.output:
         from machine import cpu_description

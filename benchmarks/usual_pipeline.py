@@ -41,15 +41,14 @@ class UsualSpeakerDiarization(LocalSpeakerDiarization):
 
 
 def run_usual(audio: Audio, model: str = "base", num_speakers: int | None = None, threads: int = 0) -> Transcript:
-    import ctranslate2
     from faster_whisper import WhisperModel
 
-    from transcribe.asr import SAMPLING_SEED
+    from transcribe.asr import seed_sampling
 
     store = ModelStore()
     timings = {}
     t0 = time.perf_counter()
-    ctranslate2.set_random_seed(SAMPLING_SEED)  # its temperature fallback samples, as ours does
+    seed_sampling()  # its temperature fallback samples, as ours does
     whisper = WhisperModel(str(store.require(model)), device="cpu", compute_type="int8", cpu_threads=threads)
     segments, info = whisper.transcribe(audio.samples, word_timestamps=True)
     words = tuple(

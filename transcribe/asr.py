@@ -5,8 +5,8 @@ the previous text makes Whisper base loop on long audio, so word timestamps and 
 are on and `condition_on_previous_text` is off.
 
 The temperature fallback samples. CTranslate2 seeds each decoding thread once, when it first
-samples, from the seed set last; so every model is loaded right after setting `SAMPLING_SEED`,
-and the same recording with the same options gives the same words every time.
+samples, from the seed set last; so every model is loaded right after `seed_sampling()`, and
+the same recording with the same options gives the same words every time.
 """
 
 from __future__ import annotations
@@ -23,6 +23,13 @@ log = logging.getLogger("transcribe")
 
 Progress = Callable[[float, float], None]  # (seconds done, seconds in all)
 SAMPLING_SEED = 0
+
+
+def seed_sampling() -> None:
+    """Fix the seed that the Whisper model loaded next samples from (its threads read it once)."""
+    import ctranslate2
+
+    ctranslate2.set_random_seed(SAMPLING_SEED)
 
 
 @dataclass(frozen=True)
@@ -47,10 +54,9 @@ class Recognizer:
     """A faster-whisper model loaded once from a local CTranslate2 folder."""
 
     def __init__(self, model_dir: Path, device: str = "cpu", compute_type: str = "int8", cpu_threads: int = 0):
-        import ctranslate2
         from faster_whisper import WhisperModel
 
-        ctranslate2.set_random_seed(SAMPLING_SEED)  # before the model's threads first sample
+        seed_sampling()
         try:
             self.model = WhisperModel(
                 str(model_dir), device=device, compute_type=compute_type, cpu_threads=cpu_threads, local_files_only=True
