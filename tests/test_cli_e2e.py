@@ -54,10 +54,17 @@ def test_tiny_en_quality(tiny_run, sample: Path) -> None:
 
 def test_base_quality(sample: Path, tmp_path: Path, store) -> None:
     transcript = transcribe_sample(sample, tmp_path, "--num-speakers", "2", "-f", "json")
-    ref_text = " ".join(s.text for s in read_stm(sample.with_suffix(".stm")))
-    wer = word_errors(ref_text, " ".join(s.text for s in transcript.segments), "en")
+    ref = read_stm(sample.with_suffix(".stm"))
+    wer = word_errors(" ".join(s.text for s in ref), " ".join(s.text for s in transcript.segments), "en")
     assert wer.rate <= 0.22, wer
     assert transcript.options["model"] == "base"
+    # the last turn (1.5 s, "Oh, I don't hear that in New Jersey now."): on an AVX2-only CPU the
+    # first pass ended its window before it, and only the coverage check's re-decode of a chunk
+    # without any word brought it back
+    last = ref[-1]
+    heard = "".join(w.text for w in transcript.words if last.start - 0.3 <= (w.start + w.end) / 2 <= last.end + 0.3)
+    said = word_errors(last.text, heard, "en")
+    assert said.deletions <= said.ref_words / 2, (last.text, heard)
 
 
 def test_all_formats_written(tiny_run) -> None:

@@ -103,6 +103,9 @@ class RegionOptions:
     stream_windows: int = 8
     speech_slack: float = 0.3  # a word within this of a speech turn counts as over speech
     min_uncovered: float = 2.0  # seconds of speech without a word that are decoded again
+    # a chunk with at least this much speech and not one word (Whisper ended its window early) is
+    # decoded again alone, where VAD hears a voice: pyannote's sample lost its last 1.8 s turn so
+    min_empty_speech: float = 0.5
     min_word_rate: float = 0.8  # a chunk with fewer words per second of speech is decoded again alone
     max_word_rate: float = 5.0  # ... and one with more (a repetition loop)
     no_speech_threshold: float = 0.6  # Whisper's own rule: no_speech_prob above this ...
@@ -1168,8 +1171,12 @@ def _transcribe(
     def doubtful(words: Sequence[Word]) -> bool:
         return bool(words) and _confidence(words) < opts.redecode_probability
 
+    def empty(i: int, words: Sequence[Word]) -> bool:
+        return not words and seconds[i] >= opts.min_empty_speech
+
     redo = [coverage.request(i, c.speech_start, c.speech_end) for i, c in enumerate(chunks)
-            if dense(i, final[i]) or doubtful(final[i]) or ((i in retry or sparse(i, final[i])) and has_voice(i))]
+            if dense(i, final[i]) or doubtful(final[i])
+            or ((i in retry or sparse(i, final[i]) or empty(i, final[i])) and has_voice(i))]
     for r, again in zip(redo, coverage.batch(redo)):
         i, old = r.chunk, final[r.chunk]
         again = plausible(i, over_speech(i, again))
