@@ -104,7 +104,7 @@ class RegionOptions:
     speech_slack: float = 0.3  # a word within this of a speech turn counts as over speech
     min_uncovered: float = 2.0  # seconds of speech without a word that are decoded again
     # a chunk with at least this much speech and not one word (Whisper ended its window early) is
-    # decoded again alone, where VAD hears a voice: pyannote's sample lost its last 1.8 s turn so
+    # decoded again alone, where VAD hears a voice (pyannote's sample lost its last turn, 1.8 s)
     min_empty_speech: float = 0.5
     min_word_rate: float = 0.8  # a chunk with fewer words per second of speech is decoded again alone
     max_word_rate: float = 5.0  # ... and one with more (a repetition loop)
