@@ -1,7 +1,7 @@
 """Speaker accuracy (issue 5): calibrate the clustering on a tuning set, report on a held-out set.
 
     python benchmarks/speakers.py features MANIFEST.jsonl [--cache DIR]     # networks, once per meeting
-    python benchmarks/speakers.py sweep TUNING.jsonl [--cache DIR]          # clustering choices, from the cache
+    python benchmarks/speakers.py sweep TUNING.jsonl [--cache DIR] [--languages]  # clustering choices, from the cache
     python benchmarks/speakers.py compare HELDOUT.jsonl [MORE.jsonl ...] [--cache DIR] [--model base] [-o results.json]
     python benchmarks/speakers.py languages MANIFEST.jsonl [--model base]   # language of each speaker
 
@@ -110,12 +110,21 @@ def cmd_sweep(args) -> None:
     if args.cached_only:
         items = [it for it in items if (args.cache / (Path(it["audio"]).stem + ".features.pkl")).is_file()]
     feats = [cached_features(it, args.cache, d) for it in items]
+    spoken = [None] * len(items)
+    if args.languages:  # the merge step asks Whisper's language detection, as the pipeline does
+        from transcribe.asr import Recognizer
+        from transcribe.media import load_audio
+        from transcribe.regions import speech_language
+        from transcribe.store import ModelStore
+
+        rec = Recognizer(ModelStore().require(args.model), "cpu", "int8")
+        spoken = [speech_language(rec, load_audio(it["audio"])) for it in items]
     results = []
     extra = json.loads(args.extra) if args.extra else [{}]
     grid = json.loads(args.grid) if args.grid else sweep_grid()
     for choice, ex in itertools.product(grid, extra):
         opts = DiarizationOptions(**(choice | ex))
-        rows = [score_diarization(it, d.cluster(f, opts).turns) for it, f in zip(items, feats)]
+        rows = [score_diarization(it, d.cluster(f, opts, lang).turns) for it, f, lang in zip(items, feats, spoken)]
         summary = {**choice, **ex, **pooled(rows),
                    "per_file": [(r["true_speakers"], r["speakers"], round(r["der"], 3)) for r in rows]}
         results.append(summary)
@@ -132,8 +141,8 @@ class CachedDiarizer:
         self.diarizer, self.features = diarizer, features
         self.pipeline = diarizer.pipeline  # enrollment reaches the embedding model through it
 
-    def __call__(self, audio, options, hook=None):
-        return self.diarizer.cluster(self.features, options)
+    def __call__(self, audio, options, hook=None, language_of=None):
+        return self.diarizer.cluster(self.features, options, language_of)
 
 
 def usual_words(item: dict, model: str, cache: Path):
@@ -347,6 +356,8 @@ def main() -> None:
     ap.add_argument("--cached-only", action="store_true", help="sweep: only meetings already in the cache")
     ap.add_argument("--grid", default=None, help="sweep: JSON list of DiarizationOptions to score (default: sweep_grid())")
     ap.add_argument("--extra", default=None, help="sweep: JSON list of extra DiarizationOptions to cross with")
+    ap.add_argument("--languages", action="store_true",
+                    help="sweep: the merge step keeps clusters of two languages apart (Whisper --model detects them)")
     args = ap.parse_args()
     commands = {"features": cmd_features, "sweep": cmd_sweep, "compare": cmd_compare, "enroll": cmd_enroll, "languages": cmd_languages}
     commands[args.command](args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pyannote.core import SlidingWindow, SlidingWindowFeature
 
-from transcribe.diarize import merge_split_clusters
+from transcribe.diarize import cluster_speech, merge_split_clusters
 
 
 def _case(alike: float, together: bool, chunks: int = 12, frames: int = 50):
@@ -50,6 +50,41 @@ def test_two_people_heard_together_stay_apart() -> None:
     emb, seg, hard, centroids = _case(alike=0.66, together=True)  # as alike as pyannote's sample pair
     out, cents = merge_split_clusters(emb, seg, hard, centroids, max_distance=0.5, max_cooccurrence=0.5)
     assert len(cents) == 3 and (out == hard).all()
+
+
+def test_two_languages_are_two_people() -> None:
+    """A pair that would merge stays apart when its clusters are heard in two languages, and merges
+    when one of them is unsure (None) or both speak the same; the language is asked only for the
+    clusters of such a pair, on the speech where each is heard alone."""
+    asked: list[int] = []
+
+    def languages(said: dict[int, str | None]):
+        def language_of(spans):
+            k = 1 if spans[0][0] == 7.0 else 2  # cluster 1 speaks in the odd chunks from 7 s, cluster 2 from 6 s
+            asked.append(k)
+            return said[k]
+
+        return language_of
+
+    emb, seg, hard, centroids = _case(alike=0.6, together=False)
+    out, cents = merge_split_clusters(emb, seg, hard, centroids, 0.5, 0.5, language_of=languages({1: "de", 2: "en"}))
+    assert len(cents) == 3 and (out == hard).all()
+    assert sorted(asked) == [1, 2]  # cluster 0, far from both, is never asked about
+    for said in ({1: "de", 2: None}, {1: "fr", 2: "fr"}):
+        assert len(merge_split_clusters(emb, seg, hard, centroids, 0.5, 0.5, language_of=languages(said))[1]) == 2
+
+
+def test_cluster_speech_is_where_the_cluster_is_heard_alone() -> None:
+    """Frames of the cluster's local speakers with no other voice in the chunk, joined across chunks."""
+    frames = 100  # 0.1 s each in a 10 s chunk
+    seg = np.zeros((3, frames, 2))
+    seg[0, 20:60, 0] = 1  # chunk 0 (0-10 s): cluster 5 from 2 to 6 s ...
+    seg[0, 40:80, 1] = 1  # ... with another voice from 4 to 8 s: alone from 2 to 4 s
+    seg[2, 0:30, 0] = 1  # chunk 2 (2-12 s): cluster 5 alone from 2 to 5 s
+    hard = np.array([[5, 1], [-2, -2], [5, -2]])
+    spans = cluster_speech(SlidingWindowFeature(seg, SlidingWindow(start=0, duration=10, step=1)), hard, 5)
+    assert spans == [(2.0, 5.0)]
+    assert cluster_speech(SlidingWindowFeature(seg, SlidingWindow(start=0, duration=10, step=1)), hard, 1) == [(6.0, 8.0)]
 
 
 def test_distant_clusters_and_the_minimum_are_kept() -> None:

@@ -111,6 +111,28 @@ def test_sample_without_speaker_count(sample: Path, tmp_path: Path, store) -> No
     assert der.der <= 0.06, der
 
 
+def test_two_languages_keep_two_alike_voices_apart(tmp_path: Path, store) -> None:
+    """A German and two English speakers, one minute (the held-out speaker pool): the CAM++ voices of
+    picovoice_de and librispeech_61 lie close enough for the merge step, which joined them without
+    Whisper's language detection (2 speakers found, measured). With it, they stay two people, and
+    the German speaker's words are decoded in German."""
+    clips = C.load_clips()
+    speakers = ("picovoice_de", "librispeech_61", "librivox_sense_and_sensibility")
+    m = C.compose_meeting(clips, seed=1, n_speakers=0, minutes=1.0, language="any",
+                          options=C.ComposeOptions(speaker_set=speakers), name="meeting")
+    C.write_meeting(m, tmp_path, clips, manifest=None)
+    out = tmp_path / "out"
+    r = run_cli("run", tmp_path / "meeting.wav", "-o", out, "--model", "base", "-f", "json,rttm", "-q")
+    assert r.returncode == cli.EXIT_OK, r.stderr
+    hyp = read_rttm(out / "meeting.rttm")
+    ref = read_rttm(tmp_path / "meeting.rttm")
+    who = {label: _speaker_of(label, hyp, ref) for label in {t.speaker for t in hyp}}
+    assert sorted(who.values()) == sorted(speakers), who
+    german = next(label for label, spk in who.items() if spk == "picovoice_de")
+    data = json.loads((out / "meeting.json").read_text())
+    assert data["stats"]["asr_regions"]["languages"].get(german) == "de", data["stats"]["asr_regions"]
+
+
 @pytest.mark.parametrize(
     "spec, message",
     [

@@ -46,6 +46,8 @@ from transcribe.errors import ModelError, UsageError
 from transcribe.types import SAMPLE_RATE, Audio, Turn
 
 Hook = Callable[..., None]
+# The language spoken in stretches of a recording ((start, end) seconds), when a model is sure of it.
+LanguageOf = Callable[[list[tuple[float, float]]], "str | None"]
 log = logging.getLogger("transcribe")
 
 # Calibrated for CAM++ on composed tuning meetings of 3 to 8 speakers and pyannote's two-speaker
@@ -67,7 +69,9 @@ log = logging.getLogger("transcribe")
 #   an interview of two alike voices with long turns is what it could merge. On 24 held-out meetings
 #   (session 9) it joined two people in 3 (0.35 to 0.40 apart) and mended 2 splits; over tuning and
 #   held-out together it is still the best setting measured. --num-speakers turns it off,
-#   --min-speakers bounds it.
+#   --min-speakers bounds it. Since session 10 it does not join two clusters that Whisper hears
+#   speaking two languages (no --language given): count right 11 -> 10 of 12 tuning meetings (a
+#   cluster mixing a French and a German voice), 18 -> 19 of the 24 held-out, 16 -> 17 of 24 fresh.
 # - a small cluster far from every large one is kept (`SpeakerClustering`): a speaker with 3 to 5 s
 #   in a short meeting. 0.5 over-counted the 1-minute meeting; 0.55 and 0.6 gave the same on tuning.
 DEFAULT_THRESHOLD = 0.75
@@ -323,13 +327,17 @@ class SpeakerClustering(AgglomerativeClustering):
 
 
 def cluster_embeddings(
-    embeddings: np.ndarray, segmentations: SlidingWindowFeature, options: DiarizationOptions
+    embeddings: np.ndarray,
+    segmentations: SlidingWindowFeature,
+    options: DiarizationOptions,
+    language_of: LanguageOf | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Local speakers -> global speakers: (chunks, local) cluster ids (-2: none) and centroids.
 
     pyannote's agglomerative clustering (centroid linkage on unit-normalised embeddings, clusters
     smaller than `min_cluster_size` re-assigned to the nearest large one unless `keep_distance`
-    keeps them: `SpeakerClustering`).
+    keeps them: `SpeakerClustering`), then clusters split from one speaker merged
+    (`merge_split_clusters`, which `language_of` keeps from joining two languages).
     """
     clustering = SpeakerClustering(options.keep_distance)
     train, _, _ = clustering.filter_embeddings(embeddings, segmentations=segmentations)
@@ -355,7 +363,7 @@ def cluster_embeddings(
     if num_clusters is None and options.merge_distance > 0:
         hard, centroids = merge_split_clusters(
             embeddings, segmentations, hard, centroids, options.merge_distance, options.merge_cooccurrence,
-            min_clusters=options.min_speakers or 1,
+            min_clusters=options.min_speakers or 1, language_of=language_of,
         )
     return hard, centroids
 
@@ -368,6 +376,7 @@ def merge_split_clusters(
     max_distance: float,
     max_cooccurrence: float,
     min_clusters: int = 1,
+    language_of: LanguageOf | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Merge clusters that are one speaker split in two: close, and seldom heard together.
 
@@ -379,12 +388,34 @@ def merge_split_clusters(
     0.49 and more (benchmarks/RESULTS.md, issue 5). So the closest pair of clusters is merged while
     it is within `max_distance` and shares at most `max_cooccurrence` of the chunks of the smaller
     one (counting the local speakers clean enough to be clustered), down to `min_clusters`.
+
+    Given `language_of` (Whisper's language detection), two clusters heard speaking two different
+    languages are two people, and are not merged: on 24 held-out meetings, 3 of the 4 pairs of
+    different people the merge joined spoke German and English (benchmarks/RESULTS.md, issue 5).
+    Each cluster's language is asked for on the speech where it alone is heard (`cluster_speech`),
+    only for pairs that would otherwise merge. One person speaking two languages stays two clusters.
     Returns (chunks, local) cluster ids (-2: none, as given) and the centroids, renumbered.
     """
     _, chunk_idx, speaker_idx = AgglomerativeClustering(metric="cosine").filter_embeddings(
         embeddings, segmentations=segmentations
     )
     hard = hard.copy()
+    spoken: dict[int, frozenset[str]] = {}  # cluster -> the languages heard from it (none: unsure)
+
+    def languages(k: int) -> frozenset[str]:
+        if k not in spoken:
+            language = language_of(cluster_speech(segmentations, hard, k)) if language_of else None
+            spoken[k] = frozenset([language] if language else [])
+        return spoken[k]
+
+    def two_languages(a: int, b: int) -> bool:
+        if language_of is None or (languages(a) & languages(b)) or not (languages(a) and languages(b)):
+            return False
+        log.info("clusters %d and %d not merged: heard speaking %s and %s", a, b,
+                 "/".join(sorted(languages(a))), "/".join(sorted(languages(b))))
+        return True
+
+    refused: set[tuple[int, int]] = set()
     while True:
         ids = [k for k in range(len(centroids)) if np.any(hard == k)]
         if len(ids) <= min_clusters:
@@ -398,12 +429,21 @@ def merge_split_clusters(
                 smaller = min(len(chunks[a]), len(chunks[b]))
                 shared = len(chunks[a] & chunks[b]) / smaller if smaller else 1.0
                 if distance <= max_distance and shared <= max_cooccurrence and (best is None or distance < best[0]):
-                    best = (distance, a, b, shared)
+                    if (a, b) not in refused:
+                        best = (distance, a, b, shared)
         if best is None:
             break
         distance, a, b, shared = best
+        if two_languages(a, b):
+            refused.add((a, b))
+            continue
         log.info("clusters %d and %d merged: %.2f apart, %.0f%% of chunks shared", a, b, distance, 100 * shared)
         hard[hard == b] = a
+        if a in spoken and b in spoken:
+            spoken[a] |= spoken.pop(b)
+        else:
+            spoken.pop(a, None)
+        refused = {pair for pair in refused if a not in pair and b not in pair}
         members = hard[chunk_idx, speaker_idx] == a
         centroids = centroids.copy()
         centroids[a] = np.mean(embeddings[chunk_idx[members], speaker_idx[members]], axis=0)
@@ -411,6 +451,22 @@ def merge_split_clusters(
     renumber = {k: n for n, k in enumerate(keep)}
     out = np.where(hard >= 0, np.vectorize(lambda k: renumber.get(int(k), -2))(hard), hard)
     return out.astype(hard.dtype), centroids[keep]
+
+
+def cluster_speech(segmentations: SlidingWindowFeature, hard: np.ndarray, k: int) -> list[tuple[float, float]]:
+    """Where cluster `k` is heard alone: the frames of its local speakers with no other voice in
+    their chunk, joined over the overlapping chunks, as (start, end) seconds in time order."""
+    data, window = segmentations.data, segmentations.sliding_window
+    num_chunks, num_frames, _ = data.shape
+    step = window.duration / num_frames
+    heard = np.zeros(int(math.ceil((window[num_chunks - 1].start + window.duration) / step)) + 1, dtype=bool)
+    alone = np.sum(data > 0.5, axis=2) == 1  # (chunks, frames): one voice
+    for c, s in zip(*np.nonzero(hard == k)):
+        frames = np.nonzero(alone[c] & (data[c, :, s] > 0.5))[0]
+        heard[frames + int(round(window[c].start / step))] = True
+    edges = np.diff(np.concatenate([[0], heard.astype(np.int8), [0]]))
+    starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
+    return [(round(a * step, 3), round(b * step, 3)) for a, b in zip(starts, ends)]
 
 
 MAX_SPEAKERS = 20  # the most speakers the eigengap looks for
@@ -474,13 +530,16 @@ class Diarizer:
             embeddings = pipe.get_embeddings(file, segmentations, exclude_overlap=pipe.embedding_exclude_overlap, hook=hook)
         return SpeakerFeatures(uri, segmentations, count, embeddings)
 
-    def cluster(self, features: SpeakerFeatures, options: DiarizationOptions) -> Diarization:
-        """Global speakers from the features: turns as heard, exclusive turns and centroids."""
+    def cluster(
+        self, features: SpeakerFeatures, options: DiarizationOptions, language_of: LanguageOf | None = None
+    ) -> Diarization:
+        """Global speakers from the features: turns as heard, exclusive turns and centroids.
+        `language_of` keeps clusters of two languages apart (`merge_split_clusters`)."""
         pipe = self.pipeline
         segmentations, count = features.segmentations, features.count
         if np.nanmax(count.data) == 0.0:
             return Diarization((), (), {})
-        hard, centroids = cluster_embeddings(features.embeddings, segmentations, options)
+        hard, centroids = cluster_embeddings(features.embeddings, segmentations, options, language_of)
         max_speakers = options.num_speakers or options.max_speakers
         count_data = count.data if max_speakers is None else np.minimum(count.data, max_speakers)
         hard = hard.copy()
@@ -504,8 +563,14 @@ class Diarizer:
         }
         return Diarization(turns=_turns(diarization), exclusive=_turns(exclusive), centroids=centroid_of)
 
-    def __call__(self, audio: Audio, options: DiarizationOptions, hook: Hook | None = None) -> Diarization:
-        return self.cluster(self.features(audio, hook=hook), options)
+    def __call__(
+        self,
+        audio: Audio,
+        options: DiarizationOptions,
+        hook: Hook | None = None,
+        language_of: LanguageOf | None = None,
+    ) -> Diarization:
+        return self.cluster(self.features(audio, hook=hook), options, language_of)
 
 
 # pyannote's pipeline needs clustering parameters to be instantiated; `Diarizer.cluster` passes

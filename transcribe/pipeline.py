@@ -18,7 +18,7 @@ from transcribe.asr import AsrOptions, AsrResult, Recognizer
 from transcribe.attribution import assign_speakers, build_segments, parse_speaker_names, rename_speakers, speaker_mapping
 from transcribe.devices import asr_device, default_compute_type, resolve_device
 from transcribe.errors import ModelError, UsageError
-from transcribe.regions import RegionResult, transcribe_regions
+from transcribe.regions import RegionResult, speech_language, transcribe_regions
 from transcribe.store import ModelStore
 from transcribe.types import Audio, ModelInfo, Transcript, Turn, Word
 
@@ -215,7 +215,10 @@ class Pipeline:
                 if total:
                     say(f"diarization:{step}", float(completed or 0), float(total))
 
-            result = self.diarizer(audio, d_opts, hook=pyannote_hook)
+            # Whisper's language detection keeps the merge step from joining two people who speak
+            # two languages (`diarize.merge_split_clusters`); a language given holds for everyone.
+            language_of = speech_language(self.recognizer, audio) if opts.language is None else None
+            result = self.diarizer(audio, d_opts, hook=pyannote_hook, language_of=language_of)
             turns, exclusive = result.turns, result.exclusive
             centroids = result.centroids
             timings["diarization"] = time.perf_counter() - t0

@@ -59,6 +59,7 @@ __all__ = [
     "RegionResult",
     "exclusive_turns",
     "plan_chunks",
+    "speech_language",
     "transcribe_chunks",
     "transcribe_regions",
     "vad_regions",
@@ -640,6 +641,26 @@ def _speech_sample(audio: Audio, spans: Sequence[tuple[float, float]], seconds: 
         pieces.append(_slice(audio, s, s + take))
         total += take
     return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+
+
+def speech_language(
+    recognizer_or_model: Any, audio: Audio, options: RegionOptions | None = None
+) -> Callable[[Sequence[tuple[float, float]]], str | None]:
+    """The language spoken in stretches of `audio`, by Whisper's language detection, as diarization's
+    merge step asks it (`diarize.LanguageOf`): the most likely language of up to 30 s of the speech
+    in the given (start, end) spans, when Whisper gives it at least `speaker_language_probability`
+    on at least `min_language_speech` s; None when unsure, and always for an English-only model."""
+    opts = options or RegionOptions()
+    model = _model_of(recognizer_or_model)
+
+    def language_of(spans: Sequence[tuple[float, float]]) -> str | None:
+        if not model.model.is_multilingual or sum(e - s for s, e in spans) < opts.min_language_speech:
+            return None
+        probs = _language_probabilities(model, _speech_sample(audio, spans), opts)
+        best = max(probs, key=probs.__getitem__)
+        return best if probs[best] >= opts.speaker_language_probability else None
+
+    return language_of
 
 
 def _languages(
