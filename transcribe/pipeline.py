@@ -217,8 +217,13 @@ class Pipeline:
 
             # Whisper's language detection keeps the merge step from joining two people who speak
             # two languages (`diarize.merge_split_clusters`); a language given holds for everyone.
-            language_of = speech_language(self.recognizer, audio) if opts.language is None else None
-            result = self.diarizer(audio, d_opts, hook=pyannote_hook, language_of=language_of)
+            # Asked only for pairs that would merge, so Whisper is loaded here only then.
+            def language_of(spans):
+                return speech_language(self.recognizer, audio)(spans)
+
+            result = self.diarizer(
+                audio, d_opts, hook=pyannote_hook, language_of=language_of if opts.language is None else None
+            )
             turns, exclusive = result.turns, result.exclusive
             centroids = result.centroids
             timings["diarization"] = time.perf_counter() - t0
