@@ -404,7 +404,7 @@ def merge_split_clusters(
 
     def languages(k: int) -> frozenset[str]:
         if k not in spoken:
-            language = language_of(cluster_speech(segmentations, hard, k)) if language_of else None
+            language = language_of(cluster_speech(segmentations, hard, k))
             spoken[k] = frozenset([language] if language else [])
         return spoken[k]
 

@@ -656,11 +656,15 @@ def speech_language(
     def language_of(spans: Sequence[tuple[float, float]]) -> str | None:
         if not model.model.is_multilingual or sum(e - s for s, e in spans) < opts.min_language_speech:
             return None
-        probs = _language_probabilities(model, _speech_sample(audio, spans), opts)
-        best = max(probs, key=probs.__getitem__)
-        return best if probs[best] >= opts.speaker_language_probability else None
+        return _sure_language(_language_probabilities(model, _speech_sample(audio, spans), opts), opts)
 
     return language_of
+
+
+def _sure_language(probs: Mapping[str, float], opts: RegionOptions) -> str | None:
+    """The most likely language when Whisper gives it at least `speaker_language_probability`."""
+    best = max(probs, key=probs.__getitem__) if probs else None
+    return best if best is not None and probs[best] >= opts.speaker_language_probability else None
 
 
 def _languages(
@@ -693,11 +697,7 @@ def _languages(
         for lang, p in probs.items():
             mixture[lang] = mixture.get(lang, 0.0) + p * seconds[k] / weight
     main = max(mixture, key=mixture.__getitem__)
-    own: dict[str | None, str] = {}
-    for k in spans:
-        probs = heard.get(k, {})
-        best = max(probs, key=probs.__getitem__) if probs else main
-        own[k] = best if probs.get(best, 0.0) >= opts.speaker_language_probability else main
+    own = {k: _sure_language(heard.get(k, {}), opts) or main for k in spans}
     log.info(
         "detected language %s (p=%.2f)%s", main, mixture[main],
         "".join(f"; {k}: {v} (p={heard[k][v]:.2f})" for k, v in own.items() if v != main),
