@@ -1,11 +1,11 @@
-"""merge_split_clusters: one speaker split in two is merged back; two people heard together are not."""
+"""The clustering steps around pyannote's: split speakers merged back, small clusters kept or dissolved."""
 
 from __future__ import annotations
 
 import numpy as np
 from pyannote.core import SlidingWindow, SlidingWindowFeature
 
-from transcribe.diarize import cluster_speech, merge_split_clusters
+from transcribe.diarize import cluster_speech, dissolve_small_speakers, merge_split_clusters
 
 
 def _case(alike: float, together: bool, chunks: int = 12, frames: int = 50):
@@ -146,3 +146,38 @@ def test_keeping_is_pyannotes_clustering_when_nothing_is_far_or_a_count_is_given
     # a lone embedding is never a speaker of its own
     emb, truth = _voices({0: 20, 1: 20, 2: 1}, {})
     assert len(set(_clusters(emb, keep_distance=0.55).tolist())) == 2
+
+
+def _ghost_case():
+    """Clusters 0 and 1, two voices; cluster 2, two local speakers of voice 1 (one with an embedding
+    close to voice 1, one without an embedding), and cluster 3, one of voice 0."""
+    voice = np.eye(2)
+    hard = np.array([[0, 1], [0, 2], [2, 1], [3, -2]], dtype=np.int8)
+    emb = np.full((4, 2, 4), np.nan)
+    for c, s in zip(*np.nonzero(hard >= 0)):
+        emb[c, s, :2] = voice[0 if hard[c, s] in (0, 3) else 1]
+        emb[c, s, 2:] = 0.1
+    emb[2, 0] = np.nan  # too short for an embedding: its cluster's centroid stands for it
+    centroids = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0.2, 1, 0, 0], [1, 0.1, 0, 0]], dtype=float)
+    return hard, emb, centroids
+
+
+def test_clusters_heard_too_little_go_to_the_nearest_speaker() -> None:
+    hard, emb, centroids = _ghost_case()
+    heard = {0: 40.0, 1: 30.0, 2: 0.3, 3: 1.2}
+    assert dissolve_small_speakers(hard, emb, centroids, heard, min_speech=1.5)
+    np.testing.assert_array_equal(hard, [[0, 1], [0, 1], [1, 1], [0, -2]])
+
+
+def test_dissolving_keeps_the_minimum_and_the_speakers_heard_enough() -> None:
+    hard, emb, centroids = _ghost_case()
+    # every cluster heard enough: nothing changes
+    assert not dissolve_small_speakers(hard, emb, centroids, {0: 40.0, 1: 30.0, 2: 2.0, 3: 1.6}, min_speech=1.5)
+    np.testing.assert_array_equal(hard, _ghost_case()[0])
+    # at least 3 speakers asked for: only the smallest cluster goes
+    assert dissolve_small_speakers(hard, emb, centroids, {0: 40.0, 1: 30.0, 2: 0.3, 3: 1.2}, 1.5, min_speakers=3)
+    np.testing.assert_array_equal(hard, [[0, 1], [0, 1], [1, 1], [3, -2]])
+    # nothing but small clusters: the largest stays, the others join it
+    hard = _ghost_case()[0]
+    assert dissolve_small_speakers(hard, emb, centroids, {0: 0.5, 1: 0.4, 2: 0.3, 3: 1.2}, 1.5)
+    assert set(np.unique(hard[hard >= 0])) == {3}
