@@ -212,6 +212,7 @@ def cmd_compare(args) -> None:
         count_method="threshold",
         merge_distance=0.0,  # pyannote's clustering as it is: none of our steps around it
         keep_distance=0.0,
+        min_speaker_speech=0.0,
     )
     ours = Pipeline(PipelineOptions(model=args.model, device="cpu"))
     rows = {"usual": [], "ours": []}

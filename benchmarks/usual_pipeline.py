@@ -3,7 +3,9 @@
 1. plain faster-whisper with its default options (beam 5, no VAD, conditioning on previous
    text), plus the word timestamps that attribution needs;
 2. then pyannote's SpeakerDiarization with the speaker-diarization-3.1 hyperparameters, running
-   the embedding network once per (chunk, local speaker) as pyannote does;
+   the embedding network once per (chunk, local speaker) as pyannote does, overlapped frames left
+   out of each embedding as 3.1's `embedding_exclude_overlap` asks (since session 11: before, they
+   were kept, in ours too);
 3. then each word to the speaker it overlaps most (largest overlap, nearest turn otherwise).
 One after the other, as whisperX-style tools do.
 """
