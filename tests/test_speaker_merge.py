@@ -181,3 +181,15 @@ def test_dissolving_keeps_the_minimum_and_the_speakers_heard_enough() -> None:
     hard = _ghost_case()[0]
     assert dissolve_small_speakers(hard, emb, centroids, {0: 0.5, 1: 0.4, 2: 0.3, 3: 1.2}, 1.5)
     assert set(np.unique(hard[hard >= 0])) == {3}
+
+
+def test_labels_without_a_cluster_are_left_to_the_caller() -> None:
+    # pyannote's reconstruction adds label 4 where more voices are heard at once than there are
+    # clusters: no centroid, no local speaker; dissolving neither fails on it nor keeps it as a target
+    hard, emb, centroids = _ghost_case()
+    heard = {0: 40.0, 1: 30.0, 2: 0.3, 3: 1.2, 4: 0.3}
+    assert dissolve_small_speakers(hard, emb, centroids, heard, min_speech=1.5)
+    np.testing.assert_array_equal(hard, [[0, 1], [0, 1], [1, 1], [0, -2]])
+    hard = _ghost_case()[0]
+    assert not dissolve_small_speakers(hard, emb, centroids, {0: 40.0, 1: 30.0, 2: 2.0, 3: 2.0, 4: 0.3}, 1.5)
+    np.testing.assert_array_equal(hard, _ghost_case()[0])

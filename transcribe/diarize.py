@@ -486,6 +486,7 @@ def dissolve_small_speakers(
     its own embedding (the cluster's centroid where the embedding is missing), never below
     `min_speakers` clusters; the smallest are dissolved first.
     """
+    heard = {k: seconds for k, seconds in heard.items() if k < len(centroids) and np.any(hard == k)}
     small = sorted((k for k, seconds in heard.items() if seconds < min_speech), key=heard.__getitem__)
     keep = [k for k in heard if k not in small]
     while small and len(keep) < min_speakers:
@@ -614,6 +615,18 @@ class Diarizer:
                 hard, features.embeddings, centroids, heard, options.min_speaker_speech, options.min_speakers or 1
             ):
                 diarization, exclusive = annotations()
+            # A label without a cluster behind it: where the segmentation hears more voices at once
+            # than there are clusters, pyannote's reconstruction adds one (a 30 s AMI excerpt with
+            # one cluster came out with a second "speaker" of 0.3 s). Heard this little, no speaker.
+            unseen = {
+                label for label in diarization.labels()
+                if not np.any(hard == int(label)) and diarization.label_duration(label) < options.min_speaker_speech
+            }
+            if unseen:
+                log.info("%d voice(s) heard for under %.1f s without a cluster: no speaker", len(unseen),
+                         options.min_speaker_speech)
+                diarization = diarization.subset(unseen, invert=True)
+                exclusive = exclusive.subset(unseen, invert=True)
         labels = diarization.labels()  # cluster ids, in order
         mapping = {label: f"SPEAKER_{i:02d}" for i, label in enumerate(labels)}
         diarization = diarization.rename_labels(mapping=mapping)
