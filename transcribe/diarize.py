@@ -66,11 +66,12 @@ log = logging.getLogger("transcribe")
 # DER 0.204); with both, 11/12 and 0.135 (held-out: 4/6 either way, DER 0.114 -> 0.107; the sample
 # and issue 3's 1- and 10-minute meetings unchanged):
 # - clusters split from one speaker are merged (close, and seldom heard in the same chunk:
-#   `merge_split_clusters`): alone, 9/12. Its distance bound (0.47) is 0.02 from a pair of different
-#   speakers of issue 3's meetings (0.49 apart, 28% of chunks shared), and 0.45 gave 5/12, 0.43 4/12:
-#   an interview of two alike voices with long turns is what it could merge. On 24 held-out meetings
-#   (session 9) it joined two people in 3 (0.35 to 0.40 apart) and mended 2 splits; over tuning and
-#   held-out together it is still the best setting measured. --num-speakers turns it off,
+#   `merge_split_clusters`): alone, 9/12. Its distance bound then (0.47) was 0.02 from a pair of
+#   different speakers of issue 3's meetings (0.49 apart, 28% of chunks shared), and 0.45 gave 5/12,
+#   0.43 4/12: an interview of two alike voices with long turns is what it could merge. On 24
+#   held-out meetings (session 9) it joined two people in 3 (0.35 to 0.40 apart) and mended 2
+#   splits; over tuning and held-out together it was then the best setting measured (0.40 since
+#   session 12, below). --num-speakers turns it off,
 #   --min-speakers bounds it. Since session 10 it does not join two clusters that Whisper hears
 #   speaking two languages (no --language given): count right 11 -> 10 of 12 tuning meetings (a
 #   cluster mixing a French and a German voice), 18 -> 19 of the 24 held-out, 16 -> 17 of 24 fresh.
@@ -492,7 +493,9 @@ def dissolve_small_speakers(
     one too many; the real speakers with least speech there were heard for 2.1 s or more
     (benchmarks/RESULTS.md, issue 5). Each such local speaker goes to the remaining centroid nearest
     its own embedding (the cluster's centroid where the embedding is missing), never below
-    `min_speakers` clusters; the smallest are dissolved first.
+    `min_speakers` clusters; the smallest are dissolved first. Labels of `heard` with no cluster
+    behind them (no centroid, no local speaker: pyannote's reconstruction adds them where it hears
+    more voices at once than there are clusters) are neither dissolved nor given voices.
     """
     heard = {k: seconds for k, seconds in heard.items() if k < len(centroids) and np.any(hard == k)}
     small = sorted((k for k, seconds in heard.items() if seconds < min_speech), key=heard.__getitem__)
