@@ -497,7 +497,7 @@ def dissolve_small_speakers(
     behind them (no centroid, no local speaker: pyannote's reconstruction adds them where it hears
     more voices at once than there are clusters) are neither dissolved nor given voices.
     """
-    heard = {k: seconds for k, seconds in heard.items() if k < len(centroids) and np.any(hard == k)}
+    heard = {k: seconds for k, seconds in heard.items() if np.any(hard == k)}  # cluster ids < len(centroids)
     small = sorted((k for k, seconds in heard.items() if seconds < min_speech), key=heard.__getitem__)
     keep = [k for k in heard if k not in small]
     while small and len(keep) < min_speakers:
