@@ -14,12 +14,22 @@ captions as they left the engine; the end-to-end benchmark adds the server and t
 
     .venv/bin/python benchmarks/stream_replay.py /tmp/m7/en_3spk_4min_seed7.wav --out replay.json
     .venv/bin/python benchmarks/stream_replay.py replay.json --show 0.8   # utterances slower than 0.8 s
+
+`--slower 3:5 --repeat 20` replays as a loaded machine would run the stream: each pass takes 3 to
+5 times (drawn at random, `--seed`) its measured time, so more words are pending when others
+become final and the windows fall elsewhere. It prints, for each repetition, the speaker labels
+and the speaker-attributed cpWER (with NAME.stm beside the audio), then how many repetitions gave
+as many labels as the reference has speakers:
+
+    .venv/bin/python benchmarks/stream_replay.py "$(.venv/bin/python -c 'from transcribe.samples import \
+        pyannote_sample as p; print(p(".wav"))')" --slower 3:5 --repeat 20
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 import time
 from pathlib import Path
@@ -42,9 +52,11 @@ class SimClock:
         return self.t
 
 
-def replay(audio, options) -> tuple[list, list, dict]:
+def replay(audio, options, slower: tuple[float, float] = (1.0, 1.0), rng: random.Random | None = None) -> tuple[list, list, dict]:
     """(messages, trace, engine stats): messages as (time, caption dict) like the WebSocket
-    client's; trace entries (start, end, kind, audio received to, window start, captions)."""
+    client's; trace entries (start, end, kind, audio received to, window start, captions).
+    Each pass takes its measured time times a factor drawn from `slower` (low, high)."""
+    rng = rng or random.Random(0)
     from transcribe.streaming.messages import caption_message
     from transcribe.streaming.session import StreamSession
 
@@ -57,7 +69,7 @@ def replay(audio, options) -> tuple[list, list, dict]:
         t0, passes, probes = clock.t, engine.stats.passes, engine.stats.probes
         wall = time.perf_counter()
         captions = call() or []
-        clock.t += time.perf_counter() - wall
+        clock.t += (time.perf_counter() - wall) * rng.uniform(*slower)
         messages.extend((clock.t, caption_message(c, 0)) for c in captions)
         decoded = engine.stats.passes > passes or engine.stats.probes > probes
         if kind == "work":
@@ -97,13 +109,42 @@ def show(saved: dict, slower_than: float) -> None:
                 print(f"  {t0:8.2f} to {t1:8.2f}  {kind:<15} audio to {received:8.2f}  window from {start:8.2f}  {captions}")
 
 
+def repeat(audio_path: Path, audio, options, slower: tuple[float, float], times: int, seed: int) -> None:
+    """Replay `times` times with passes `slower`; print the labels and cpWER of each."""
+    from transcribe.attribution import build_segments
+    from transcribe.evaluation.metrics import speaker_attributed_errors
+    from transcribe.evaluation.readers import read_stm
+    from transcribe.types import Word
+
+    stm = audio_path.with_suffix(".stm")
+    ref = read_stm(stm) if stm.is_file() else None
+    want = len({s.speaker for s in ref}) if ref else None
+    right = 0
+    for k in range(times):
+        messages, _, _ = replay(audio, options, slower, random.Random(seed + k))
+        words = [Word(w["start"], w["end"], w["text"], w["probability"], m["speaker"])
+                 for _, m in messages if m.get("type") == "final" for w in m["words"]]
+        labels = sorted({w.speaker for w in words if w.speaker})
+        right += len(labels) == want
+        cp = f"  cpWER {speaker_attributed_errors(ref, build_segments(words), 'en')[0].rate:.3f}" if ref else ""
+        print(f"repetition {k + 1}: {len(labels)} labels {labels}{cp}", flush=True)
+    if want is not None:
+        print(f"{right}/{times} repetitions gave {want} labels for {want} speakers")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("audio", type=Path, help="a recording (with NAME.stm beside it for WER), or a saved replay (.json)")
     ap.add_argument("--out", type=Path, help="write figures, messages and the trace here (JSON)")
     ap.add_argument("--show", type=float, default=None, metavar="S",
                     help="print the trace around every utterance whose first text took S seconds or more")
+    ap.add_argument("--slower", default="1:1", metavar="LO:HI",
+                    help="each pass takes LO to HI times its measured time (a loaded machine)")
+    ap.add_argument("--repeat", type=int, default=0, metavar="N",
+                    help="replay N times and print speaker labels and cpWER of each (no figures, no --out)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the first repetition's slowdowns")
     args = ap.parse_args()
+    lo, hi = (float(x) for x in args.slower.split(":"))
     if args.audio.suffix == ".json":
         show(json.loads(args.audio.read_text()), args.show if args.show is not None else 0.0)
         return
@@ -112,9 +153,12 @@ def main() -> None:
     from transcribe.streaming.session import StreamOptions
 
     audio = load_audio(args.audio).samples
+    if args.repeat:
+        repeat(args.audio, audio, StreamOptions(), (lo, hi), args.repeat, args.seed)
+        return
     ref, _ = sl.offline_words(audio)
     onsets = sl.speech_onsets(audio)
-    messages, trace, stats = replay(audio, StreamOptions())
+    messages, trace, stats = replay(audio, StreamOptions(), (lo, hi), random.Random(args.seed))
     stm = args.audio.with_suffix(".stm")
     figures = sl.analyse(messages, 0.0, ref, len(audio) / SR + 1, onsets)
     figures.update(sl.wers(messages, ref, stm if stm.is_file() else None, 1))
