@@ -773,6 +773,33 @@ def test_engine_notices_a_change_of_voice_without_a_pause_or_sentence_end():
     assert speakers[0] == "SPEAKER_00" and speakers[-1] == "SPEAKER_01", speakers
 
 
+class RecordingEmbedder(VoiceShareEmbedder):
+    """VoiceShareEmbedder that keeps the share of the second voice in each stretch it embeds."""
+
+    def __init__(self):
+        self.shares: list[float] = []
+
+    def __call__(self, samples):
+        v = super().__call__(samples)
+        self.shares.append(float(v[1] / v.sum()))
+        return v
+
+
+@pytest.mark.parametrize("cost", [0.0, 0.3, 0.6])
+def test_engine_embeds_a_run_without_the_next_sentence_said_at_once(cost):
+    # A ends a sentence ("... meeting.") and B answers at once, without a pause: a run's
+    # embedding may take in pending words up to the next pause, but not past the sentence end,
+    # or A's first embedding holds B's voice and B's words join A.
+    spec = [(0.5, 1.0, 0), (1.05, 1.5, 2), (1.55, 2.2, 6), (2.25, 2.7, 7), (2.75, 3.3, 3), (3.35, 4.0, 9)]
+    embedder = RecordingEmbedder()
+    engine, _, _ = run_engine(synth(spec, 6.0), embedder=embedder, cost=cost,
+                              speakers=OnlineSpeakers(SpeakerOptions(threshold=0.5, min_new_duration=0.5)))
+    speakers = [w.speaker for w in engine.words]
+    assert speakers == ["SPEAKER_00"] * 3 + ["SPEAKER_01"] * 3, speakers
+    # the padding either side of a run may take in a little of the other voice, never more
+    assert all(min(s, 1 - s) < 0.15 for s in embedder.shares), embedder.shares
+
+
 def test_online_speakers_first_solid_voice_takes_over_a_label_known_only_from_short_runs():
     sp = OnlineSpeakers(SpeakerOptions(threshold=0.5, min_new_duration=1.0))
     a, b, noisy = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0])

@@ -595,11 +595,14 @@ class StreamingEngine:
             previous = labelled[-1] if labelled else (self.words[-1] if self.words else None)
             end = run[-1].end
             if i == len(runs) - 1:
-                # Look ahead into the pending words up to the next pause: more audio for the
-                # embedding, no later caption.
+                # Look ahead into the pending words up to the next pause or sentence end: more
+                # audio for the embedding, no later caption. (Past a sentence end it took in the
+                # next speaker's answer: the more words were pending, as when passes fall behind
+                # on a loaded machine, the more often the first speaker's centroid held both
+                # voices and the sample came out with one label.)
                 last = run[-1]
                 for p in pending:
-                    if p.start - last.end >= self.options.run_gap or p.end - run[0].start > self.options.lookahead:
+                    if self._boundary(last, p) or p.end - run[0].start > self.options.lookahead:
                         break
                     end, last = p.end, p
             if previous is not None and previous.speaker is not None and not self._boundary(previous, run[0]):
