@@ -63,5 +63,5 @@ def test_help_shows_the_defaults():
     assert "(default: all pulled)" in _help(("models", "verify"))
     stream = _help(("stream",))
     for text in ("[default: tiny.en]", "[default: none]", "[default: vtt,json,md]", "(default: int8 on CPU, float16 on CUDA)",
-                 "(default: for network URLs)", "[default: 0.5]", "[default: 0.45]", "ws://[HOST:]PORT/ingest"):
+                 "(default: for network URLs)", "[default: 0.5]", "[default: 0.4]", "ws://[HOST:]PORT/ingest"):
         assert text in stream, text

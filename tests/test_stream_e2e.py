@@ -181,9 +181,11 @@ def run_paced(cmd: list[str], pcm: bytes, tmp_path: Path) -> subprocess.Complete
 
 
 def test_stdin_raw_pcm_to_jsonl_live_vtt_and_final_files(store, tmp_path):
-    """A media server piping live PCM into standard input, at real-time speed. (Piped as fast as
-    it can be read, the sample once came out with a single speaker label in a full CI run: the
-    online speaker tracking is tuned for live audio.)"""
+    """A media server piping live PCM into standard input, at real-time speed. (With the greedy
+    online clustering of session 12 and before, the sample once came out with one speaker label
+    in a CI run on a busy machine: replays with passes 1 to 2 times their measured time gave one
+    label in 4 of 10; re-clustering every run, in none. See benchmarks/RESULTS.md, "Speaker labels
+    under load".)"""
     import webvtt
 
     pcm = decode_pcm(pyannote_sample(".wav"))

@@ -107,7 +107,7 @@ def stream(
     adaptive: bool = typer.Option(True, "--adaptive/--no-adaptive", help="Shorten the encoder window (to 20, then 15 s) while passes cannot keep up."),
     diarize: bool = typer.Option(True, "--diarize/--no-diarize", help="Label speakers online (--no-diarize: captions without speakers)."),
     speaker_names: Optional[str] = typer.Option(None, "--speaker-names", help='Names in order of first appearance ("Diane,Sheila") or by label ("SPEAKER_00=Diane").'),
-    speaker_threshold: float = typer.Option(0.45, "--speaker-threshold", help="Cosine similarity a voice needs to join a known speaker; lower merges more."),
+    speaker_threshold: float = typer.Option(0.40, "--speaker-threshold", help="Average cosine similarity at which two groups of speech are one speaker; lower merges more."),
     max_speakers: Optional[int] = typer.Option(None, "--max-speakers", help="At most this many speakers."),
     hotwords: Optional[str] = typer.Option(None, "--hotwords", help="Words to favour (names, jargon), space-separated."),
     step: float = typer.Option(0.5, "--step", help="Seconds of new audio between recognizer passes."),

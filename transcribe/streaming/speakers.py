@@ -1,37 +1,27 @@
-"""Online speaker labels: CAM++ embeddings of finalized speech, clustered as they come.
+"""Online speaker labels: CAM++ embeddings of finalized speech, clustered again as each run comes.
 
-Each run of final words gets one embedding. It joins the speaker whose running centroid is most
-similar (cosine) if that similarity reaches `threshold`; otherwise it starts a new speaker, but
-only when the run holds enough speech to trust (`min_new_duration`): a short "Hello?" is too
-little to tell voices apart, so it goes to the nearest speaker instead. Centroids are running
-means weighted by speech duration. Labels, once given, never change: the captions already on
-screen stay true to what the clustering knew when they were sent.
-
-Calibrated on pyannote's sample and the AMI excerpts of pyannote's test data (10 files, 1 to 4
-speakers, runs of words from tiny.en cut at sentence ends and pauses as the engine cuts them):
-threshold 0.40 with 0.8 s for a new speaker gave 89 % of words the right speaker (best mapping),
-0.33 gave 82 % (it merged the sample's two speakers), 0.45 gave 87 %; comparing with the best
-few past runs of each speaker instead of a centroid did no better. It over-split rather than
-merged: 4 labels for 2 speakers in one excerpt, 7 for 4 in another, 3 for 2 on the sample in
-some runs. Against that: a new speaker needs 1.0 s of speech (a 0.86 s "Neither did
-I" had opened one), and a speaker whose centroid, with more speech, comes within
-`merge_threshold` of an earlier speaker's is merged into it: that voice keeps the earlier label
-from then on (labels already sent stay as they were). And a run too short to start a speaker
-that is unlike every known one is labelled with the nearest but not added to its centroid: the
-sample's two speakers (centroids 0.51 apart on its telephone channel) had become one after the
-second's short "Hello?" and "Neither did I" had pulled the first's centroid towards her.
-A label known only from runs too short to trust (the first "Hello?", 0.5 s) is taken over by the
-first solid voice unlike the known ones: the sample otherwise got a third label for its opening.
-Replaying pieces of the references (0.6 and 1.5 s, as runs of final words come) through this
-clustering, threshold 0.42 or 0.45 gave 2 labels for the sample's 2 speakers (88 % of pieces on
-the right speaker) and 3 for the 4-minute 3-speaker composite of benchmarks/compose.py --seed 7
-(95 %); 0.50 gave 3 and 4.
+Each run of final words gets one embedding, and every run is kept. A run long enough to tell
+voices apart (`min_new_duration`) joins the others in a fresh clustering of all such runs
+(average linkage on cosine distance, cut where groups are less alike than `threshold` on
+average). Each cluster then takes the label that most of its speech was given before (a short
+run counts with the nearest cluster; one label per cluster, the Hungarian way), and the new run
+takes its cluster's label; a cluster no label fits is a new speaker. A short run ("Hello?") is
+labelled with the nearest cluster but never clustered: too little to start or shape a speaker.
+Labels, once given, never change: the captions already on screen stay true to what the
+clustering knew when they were sent. What changes is the next label: a first run that held two
+voices, or a run that joined the wrong speaker, no longer decides the rest of the session, as
+it did when each run joined the nearest running centroid for good. (On pyannote's sample, a
+telephone call whose two voices' runs of a second or more have a cosine similarity of 0.3 at the
+median and up to 0.46, that greedy clustering gave one label for both voices in 4 of 10 replays
+with passes 1 to 2 times their measured time, as on a busy machine; re-clustering, in none.
+See benchmarks/RESULTS.md.) Past `memory` runs, the oldest are kept as one mean per label, so
+the clustering's cost and the memory held stay bounded in a long session.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,45 +38,47 @@ __all__ = ["CamppEmbedder", "OnlineSpeakers", "SpeakerOptions", "SpeakerNamer"]
 class SpeakerOptions:
     """Online clustering of speaker embeddings."""
 
-    threshold: float = 0.45  # cosine similarity to a centroid needed to join that speaker
+    threshold: float = 0.40  # average cosine similarity at which two groups of runs are one speaker
     min_new_duration: float = 1.0  # seconds of speech a run needs to start a new speaker
-    merge_threshold: float = 0.70  # two speakers' centroids this similar (and at least `threshold`) are one from then on
-    max_speakers: int | None = None  # when reached, new voices join the nearest speaker
+    max_speakers: int | None = None  # at most this many speakers: new voices join the nearest
     min_embed_duration: float = 0.3  # shorter runs are not embedded: they take the last speaker
+    memory: int = 256  # runs kept one by one; older ones are kept as one mean per label
 
     def __post_init__(self) -> None:
         if not -1.0 <= self.threshold <= 1.0:
             raise ValueError(f"speaker threshold must be a cosine similarity in [-1, 1], not {self.threshold}")
         if self.max_speakers is not None and self.max_speakers < 1:
             raise ValueError(f"max speakers must be at least 1, not {self.max_speakers}")
+        if self.memory < 2:
+            raise ValueError(f"speaker memory must hold at least 2 runs, not {self.memory}")
 
 
 @dataclass
-class _Centroid:
-    total: np.ndarray  # sum of duration-weighted unit embeddings
-    duration: float
-
-    def unit(self) -> np.ndarray:
-        n = float(np.linalg.norm(self.total))
-        return self.total / n if n > 0 else self.total
+class _Run:
+    unit: np.ndarray  # the run's embedding, of length 1
+    duration: float  # seconds of speech (for an older label's mean: all of them)
+    label: int  # the label it was given
 
 
-@dataclass
 class OnlineSpeakers:
     """Incremental clustering of embeddings into speakers labelled SPEAKER_00, SPEAKER_01, ...
 
-    One instance per session: it holds that session's centroids and nothing is shared.
+    One instance per session: it holds that session's runs and nothing is shared.
     """
 
-    options: SpeakerOptions = field(default_factory=SpeakerOptions)
-    _centroids: list[_Centroid] = field(default_factory=list)
-    _merged: dict[int, int] = field(default_factory=dict)  # a speaker found to be an earlier one -> that one
-    last: int | None = None
+    def __init__(self, options: SpeakerOptions | None = None):
+        self.options = options or SpeakerOptions()
+        self._runs: list[_Run] = []  # the latest runs with an embedding, oldest first
+        self._older: dict[int, _Run] = {}  # per label, the mean of its runs that left `_runs`
+        self._labels = 0  # labels given so far
+        self._live: set[int] = set()  # labels the latest clustering gives a voice to
+        self.last: int | None = None
 
     @property
     def count(self) -> int:
-        """Speakers told apart so far (those merged into an earlier one not counted)."""
-        return len(self._centroids) - len(self._merged)
+        """Speakers told apart so far: labels that the latest clustering still gives a voice to
+        (a label whose runs have joined another's is no longer counted)."""
+        return len(self._live)
 
     @staticmethod
     def label(index: int) -> str:
@@ -100,88 +92,117 @@ class OnlineSpeakers:
         return self.label(index)
 
     def similarity(self, embedding: np.ndarray, label: str) -> float:
-        """Cosine similarity of an embedding to a speaker's centroid (1.0 when the speaker has
-        none yet: nothing says the voice differs)."""
+        """Cosine similarity of an embedding to the mean of the runs given `label` that were
+        long enough to start a speaker (1.0 when there are none: nothing says the voice differs)."""
         index = int(label.rsplit("_", 1)[1])
-        while index in self._merged:
-            index = self._merged[index]
-        c = self._centroids[index] if 0 <= index < len(self._centroids) else None
+        mean = _mean([r for r in self._solid() if r.label == index])
         v = np.asarray(embedding, dtype=np.float64).ravel()
         n = float(np.linalg.norm(v))
-        if c is None or c.duration == 0 or n == 0 or not np.all(np.isfinite(v)):
+        if mean is None or n == 0 or not np.all(np.isfinite(v)):
             return 1.0
-        return float(v @ c.unit()) / n
+        return float(v @ mean) / n
+
+    def _solid(self) -> list[_Run]:
+        """Runs long enough to start a speaker, and the means of older runs."""
+        return [*self._older.values(), *(r for r in self._runs if r.duration >= self.options.min_new_duration)]
 
     def _assign(self, embedding: np.ndarray | None, duration: float) -> int:
-        if embedding is None or not np.all(np.isfinite(embedding)):
-            if self.last is not None:
-                last = self.last
-                while last in self._merged:
-                    last = self._merged[last]
-                return last
-            if not self._centroids:
-                return self._new(None, 0.0)
-            return 0
-        v = np.asarray(embedding, dtype=np.float64).ravel()
-        norm = float(np.linalg.norm(v))
+        v = None if embedding is None else np.asarray(embedding, dtype=np.float64).ravel()
+        norm = 0.0 if v is None or not np.all(np.isfinite(v)) else float(np.linalg.norm(v))
         if norm == 0:
-            return self._assign(None, duration)
-        v = v / norm
-        if not self._centroids:
-            return self._new(v, duration)
-        sims = [float(v @ c.unit()) if c.duration > 0 and i not in self._merged else -1.0 for i, c in enumerate(self._centroids)]
-        best = int(np.argmax(sims))
-        full = self.options.max_speakers is not None and self.count >= self.options.max_speakers
-        if sims[best] < self.options.threshold and duration < self.options.min_new_duration and not full:
-            # Unlike every known voice, but too short to start one: labelled with the nearest,
-            # not taken as evidence of it (it would pull that centroid towards another voice).
-            log.debug("speaker %s: similarity %.2f (%.1f s, too short to learn from)", self.label(best), sims[best], duration)
-            return best
-        if sims[best] >= self.options.threshold or full:
-            c = self._centroids[best]
-            if c.duration == 0:  # a speaker first seen without an embedding
-                c.total = v * duration
-            else:
-                c.total = c.total + v * duration
-            c.duration += duration
-            log.debug("speaker %s: similarity %.2f (%.1f s)", self.label(best), sims[best], duration)
-            return self._merge_into_earlier(best)
-        provisional = [i for i, c in enumerate(self._centroids) if i not in self._merged and c.duration < self.options.min_new_duration]
-        if provisional:
-            # A speaker known only from runs too short to trust (the session's first "Hello?"):
-            # this first solid voice unlike the others takes that label over, instead of a
-            # new label beside one that may never be heard again.
-            index = max(provisional, key=lambda i: sims[i])
-            self._centroids[index] = _Centroid(v * duration, duration)
-            log.debug("speaker %s: taken over (%.1f s)", self.label(index), duration)
-            return index
-        log.debug("new speaker %s: best similarity %.2f (%.1f s)", self.label(len(self._centroids)), sims[best], duration)
-        return self._new(v, duration)
+            if self.last is not None:
+                return self.last
+            return self._new() if self._labels == 0 else 0
+        run = _Run(v / norm, duration, -1)
+        solid = self._solid()
+        if duration >= self.options.min_new_duration:
+            solid.append(run)
+        if not solid:
+            # Nothing yet long enough to tell voices apart: the first label, or the nearest
+            run.label = self._nearest_label(run.unit) if self._labels else self._new()
+            self._live.add(run.label)
+        else:
+            run.label = self._cluster(run, solid)
+        self._runs.append(run)
+        self._forget()
+        return run.label
 
-    def _merge_into_earlier(self, index: int) -> int:
-        """When more speech has brought a speaker's centroid close to an earlier speaker's, they
-        were one voice split early on (a short first run): merge them, so that from now on that
-        voice has the earlier label. Labels already sent are not changed."""
-        c = self._centroids[index]
-        limit = max(self.options.merge_threshold, self.options.threshold)
-        for j, other in enumerate(self._centroids):
-            if j == index or j in self._merged or other.duration == 0:
-                continue
-            if float(c.unit() @ other.unit()) >= limit:
-                keep, gone = min(j, index), max(j, index)
-                self._centroids[keep].total = self._centroids[keep].total + self._centroids[gone].total
-                self._centroids[keep].duration += self._centroids[gone].duration
-                self._merged[gone] = keep
-                log.debug("speaker %s merged into %s", self.label(gone), self.label(keep))
-                return keep
+    def _cluster(self, run: _Run, solid: list[_Run]) -> int:
+        """Cluster the solid runs afresh; each cluster takes the label most of its speech (short
+        runs counted with the nearest cluster) was given; the new run takes its cluster's."""
+        from scipy.cluster.hierarchy import fcluster, linkage
+        from scipy.optimize import linear_sum_assignment
+
+        x = np.stack([r.unit for r in solid])
+        if len(solid) == 1:
+            clusters = np.zeros(1, dtype=int)
+        else:
+            tree = linkage(x, method="average", metric="cosine")
+            clusters = fcluster(tree, t=1.0 - self.options.threshold, criterion="distance") - 1
+            cap = self.options.max_speakers
+            if cap is not None and clusters.max() + 1 > cap:
+                clusters = fcluster(tree, t=cap, criterion="maxclust") - 1
+        n = int(clusters.max()) + 1
+        means = np.stack([_mean([r for r, c in zip(solid, clusters) if c == k]) for k in range(n)])
+        cluster_of = {id(r): int(c) for r, c in zip(solid, clusters)}
+        votes = np.zeros((n, max(self._labels, 1)))
+        for r in [*self._older.values(), *self._runs]:
+            votes[cluster_of.get(id(r), int(np.argmax(means @ r.unit))), r.label] += r.duration
+        rows, cols = linear_sum_assignment(votes, maximize=True)
+        labels = {int(k): int(j) for k, j in zip(rows, cols) if votes[k, j] > 0}
+        self._live = set(labels.values())
+        mine = cluster_of.get(id(run))
+        if mine is None:
+            # Too short to start a speaker: the nearest cluster that has one. It is labelled,
+            # not learnt from: short runs never enter the clustering.
+            mine = next((int(k) for k in np.argsort(-(means @ run.unit)) if int(k) in labels), None)
+            if mine is None:
+                return self._nearest_label(run.unit)
+        if mine in labels:
+            log.debug("speaker %s: %d runs in its cluster", self.label(labels[mine]), int((clusters == mine).sum()))
+            return labels[mine]
+        if self.options.max_speakers is not None and len(labels) >= self.options.max_speakers:
+            return self._nearest_label(run.unit)
+        index = self._new()
+        self._live.add(index)
+        log.debug("new speaker %s (%.1f s)", self.label(index), run.duration)
         return index
 
-    def _new(self, v: np.ndarray | None, duration: float) -> int:
-        if v is None:
-            self._centroids.append(_Centroid(np.zeros(1), 0.0))
-        else:
-            self._centroids.append(_Centroid(v * duration, duration))
-        return len(self._centroids) - 1
+    def _nearest_label(self, unit: np.ndarray) -> int:
+        """The label whose runs' mean (all of them, short ones too) is most like `unit`."""
+        best, best_sim = self.last if self.last is not None else 0, -2.0
+        for index in range(self._labels):
+            mean = _mean([r for r in [*self._older.values(), *self._runs] if r.label == index])
+            if mean is not None and float(mean @ unit) > best_sim:
+                best, best_sim = index, float(mean @ unit)
+        return best
+
+    def _new(self) -> int:
+        self._labels += 1
+        return self._labels - 1
+
+    def _forget(self) -> None:
+        """Keep `memory` runs; the oldest solid run is folded into its label's mean, a short one
+        dropped, so that the cost of clustering and the memory held stay bounded."""
+        while len(self._runs) > self.options.memory:
+            r = self._runs.pop(0)
+            if r.duration < self.options.min_new_duration:
+                continue
+            old = self._older.get(r.label)
+            if old is None:
+                self._older[r.label] = _Run(r.unit, r.duration, r.label)
+            else:
+                total = old.unit * old.duration + r.unit * r.duration
+                self._older[r.label] = _Run(total / (np.linalg.norm(total) or 1.0), old.duration + r.duration, r.label)
+
+
+def _mean(runs: list[_Run]) -> np.ndarray | None:
+    """The duration-weighted mean direction of runs (length 1), or None without any."""
+    if not runs:
+        return None
+    total = sum(r.unit * r.duration for r in runs)
+    n = float(np.linalg.norm(total))
+    return total / n if n > 0 else runs[-1].unit
 
 
 class SpeakerNamer:
