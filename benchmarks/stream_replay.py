@@ -56,10 +56,10 @@ def replay(audio, options, slower: tuple[float, float] = (1.0, 1.0), rng: random
     """(messages, trace, engine stats): messages as (time, caption dict) like the WebSocket
     client's; trace entries (start, end, kind, audio received to, window start, captions).
     Each pass takes its measured time times a factor drawn from `slower` (low, high)."""
-    rng = rng or random.Random(0)
     from transcribe.streaming.messages import caption_message
     from transcribe.streaming.session import StreamSession
 
+    rng = rng or random.Random(0)
     clock = SimClock()
     engine = StreamSession(options, None, clock=clock).engine
     messages: list = []
@@ -132,19 +132,29 @@ def repeat(audio_path: Path, audio, options, slower: tuple[float, float], times:
         print(f"{right}/{times} repetitions gave {want} labels for {want} speakers")
 
 
+def factors(text: str) -> tuple[float, float]:
+    """`LO:HI` as two factors, 0 < LO <= HI."""
+    try:
+        lo, hi = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO:HI (two numbers), not {text!r}") from None
+    if not 0 < lo <= hi:
+        raise argparse.ArgumentTypeError(f"expected 0 < LO <= HI, not {text!r}")
+    return lo, hi
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("audio", type=Path, help="a recording (with NAME.stm beside it for WER), or a saved replay (.json)")
     ap.add_argument("--out", type=Path, help="write figures, messages and the trace here (JSON)")
     ap.add_argument("--show", type=float, default=None, metavar="S",
                     help="print the trace around every utterance whose first text took S seconds or more")
-    ap.add_argument("--slower", default="1:1", metavar="LO:HI",
+    ap.add_argument("--slower", type=factors, default=(1.0, 1.0), metavar="LO:HI",
                     help="each pass takes LO to HI times its measured time (a loaded machine)")
     ap.add_argument("--repeat", type=int, default=0, metavar="N",
                     help="replay N times and print speaker labels and cpWER of each (no figures, no --out)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the first repetition's slowdowns")
     args = ap.parse_args()
-    lo, hi = (float(x) for x in args.slower.split(":"))
     if args.audio.suffix == ".json":
         show(json.loads(args.audio.read_text()), args.show if args.show is not None else 0.0)
         return
@@ -154,11 +164,11 @@ def main() -> None:
 
     audio = load_audio(args.audio).samples
     if args.repeat:
-        repeat(args.audio, audio, StreamOptions(), (lo, hi), args.repeat, args.seed)
+        repeat(args.audio, audio, StreamOptions(), args.slower, args.repeat, args.seed)
         return
     ref, _ = sl.offline_words(audio)
     onsets = sl.speech_onsets(audio)
-    messages, trace, stats = replay(audio, StreamOptions(), (lo, hi), random.Random(args.seed))
+    messages, trace, stats = replay(audio, StreamOptions(), args.slower, random.Random(args.seed))
     stm = args.audio.with_suffix(".stm")
     figures = sl.analyse(messages, 0.0, ref, len(audio) / SR + 1, onsets)
     figures.update(sl.wers(messages, ref, stm if stm.is_file() else None, 1))
