@@ -828,6 +828,29 @@ def test_warmup_times_a_pass_over_real_speech(monkeypatch) -> None:
     assert len(y) == 32000 and not y.any()
 
 
+def test_online_speakers_recover_from_a_first_run_that_holds_two_voices():
+    # The first run holds both voices (a turn change inside it): its embedding is near each.
+    # Taken greedily, it made one centroid that both voices then joined for the rest of the
+    # session. Re-clustering every run tells them apart once each has said enough.
+    a, b, mixed = np.array([1.0, 0.0, 0.0]), np.array([0.3, 0.954, 0.0]), np.array([0.8, 0.6, 0.0])
+    sp = OnlineSpeakers(SpeakerOptions(threshold=0.45))
+    assert sp.assign(mixed, 2.0) == "SPEAKER_00"
+    labels = [(sp.assign(a, 2.0), sp.assign(b, 2.0)) for _ in range(5)]
+    assert labels[0] == ("SPEAKER_00", "SPEAKER_00")  # too little to go on: one voice so far
+    assert labels[-1] == ("SPEAKER_00", "SPEAKER_01") and sp.count == 2, labels
+
+
+def test_online_speakers_memory_is_bounded_and_older_runs_keep_their_labels():
+    a, b = np.array([1.0, 0.0, 0.0]), np.array([0.3, 0.954, 0.0])
+    sp = OnlineSpeakers(SpeakerOptions(threshold=0.45, memory=4))
+    assert (sp.assign(a, 2.0), sp.assign(b, 2.0)) == ("SPEAKER_00", "SPEAKER_01")
+    for _ in range(10):
+        assert (sp.assign(a, 2.0), sp.assign(b, 0.5), sp.assign(b, 2.0)) == ("SPEAKER_00", "SPEAKER_01", "SPEAKER_01")
+    assert len(sp._runs) == 4 and sp.count == 2
+    with pytest.raises(ValueError):
+        SpeakerOptions(memory=1)
+
+
 # --------------------------------------------------------------------------- latency benchmark
 
 
@@ -857,24 +880,13 @@ def test_benchmark_speech_onsets_are_where_speech_starts_after_a_pause():
     assert len(onsets) == 2 and 12.0 <= onsets[1] <= 12.3
 
 
-def test_online_speakers_recover_from_a_first_run_that_holds_two_voices():
-    # The first run holds both voices (a turn change inside it): its embedding is near each.
-    # Taken greedily, it made one centroid that both voices then joined for the rest of the
-    # session. Re-clustering every run tells them apart once each has said enough.
-    a, b, mixed = np.array([1.0, 0.0, 0.0]), np.array([0.3, 0.954, 0.0]), np.array([0.8, 0.6, 0.0])
-    sp = OnlineSpeakers(SpeakerOptions(threshold=0.45))
-    assert sp.assign(mixed, 2.0) == "SPEAKER_00"
-    labels = [(sp.assign(a, 2.0), sp.assign(b, 2.0)) for _ in range(5)]
-    assert labels[0] == ("SPEAKER_00", "SPEAKER_00")  # too little to go on: one voice so far
-    assert labels[-1] == ("SPEAKER_00", "SPEAKER_01") and sp.count == 2, labels
 
+def test_benchmark_replay_slowdown_is_lo_hi_and_refuses_nonsense():
+    import argparse
 
-def test_online_speakers_memory_is_bounded_and_older_runs_keep_their_labels():
-    a, b = np.array([1.0, 0.0, 0.0]), np.array([0.3, 0.954, 0.0])
-    sp = OnlineSpeakers(SpeakerOptions(threshold=0.45, memory=4))
-    assert (sp.assign(a, 2.0), sp.assign(b, 2.0)) == ("SPEAKER_00", "SPEAKER_01")
-    for _ in range(10):
-        assert (sp.assign(a, 2.0), sp.assign(b, 0.5), sp.assign(b, 2.0)) == ("SPEAKER_00", "SPEAKER_01", "SPEAKER_01")
-    assert len(sp._runs) == 4 and sp.count == 2
-    with pytest.raises(ValueError):
-        SpeakerOptions(memory=1)
+    from benchmarks.stream_replay import factors
+
+    assert factors("3:5") == (3.0, 5.0) and factors("1:1") == (1.0, 1.0)
+    for bad in ("3", "5:3", "0:2", "a:b", "1:2:3"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            factors(bad)
