@@ -739,8 +739,9 @@ def test_online_speakers_merge_a_voice_split_early_into_the_earlier_label():
     assert sp.assign(first, 2.0) == "SPEAKER_00"
     assert sp.assign(short_noisy, 1.0) == "SPEAKER_01"  # similarity 0.66: a new voice, on 1 s
     assert sp.count == 2
-    # 8 s more of that voice, 0.90 from SPEAKER_01's run and 0.86 from SPEAKER_00's: on average
-    # 0.76 from both, so the three are one voice, which keeps the label with the most speech
+    # 8 s more of that voice, similarity 0.90 to SPEAKER_01's run and 0.86 to SPEAKER_00's: the
+    # two groups are then 0.76 alike on average, above 0.7, so the three runs are one voice,
+    # which keeps the label given to most of its speech
     assert sp.assign(more, 8.0) == "SPEAKER_00"
     assert sp.count == 1
     assert sp.assign(short_noisy, 2.0) == "SPEAKER_00"  # from then on, the earlier label
@@ -878,7 +879,6 @@ def test_benchmark_speech_onsets_are_where_speech_starts_after_a_pause():
     y = np.concatenate([x[: 10 * SR], np.zeros(2 * SR, np.float32), x[10 * SR : 20 * SR]])
     onsets = speech_onsets(y)
     assert len(onsets) == 2 and 12.0 <= onsets[1] <= 12.3
-
 
 
 def test_benchmark_replay_slowdown_is_lo_hi_and_refuses_nonsense():

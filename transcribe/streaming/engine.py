@@ -597,9 +597,8 @@ class StreamingEngine:
             if i == len(runs) - 1:
                 # Look ahead into the pending words up to the next pause or sentence end: more
                 # audio for the embedding, no later caption. (Past a sentence end it took in the
-                # next speaker's answer: the more words were pending, as when passes fall behind
-                # on a loaded machine, the more often the first speaker's centroid held both
-                # voices and the sample came out with one label.)
+                # next speaker's answer when that came without a pause, and the more words were
+                # pending, as when passes fall behind on a busy machine, the more often it did.)
                 last = run[-1]
                 for p in pending:
                     if self._boundary(last, p) or p.end - run[0].start > self.options.lookahead:
