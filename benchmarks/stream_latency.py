@@ -326,13 +326,19 @@ def run_words(audio_path: Path, model: str = "tiny.en"):
     return [Word(w["start"], w["end"], w["word"] if "word" in w else w["text"]) for seg in data["segments"] for w in seg["words"]]
 
 
+def final_words(messages) -> list:
+    """The words of the final captions among (time, message) pairs, with their speakers."""
+    from transcribe.types import Word
+
+    return [Word(w["start"], w["end"], w["text"], w["probability"], m["speaker"])
+            for _, m in messages if m.get("type") == "final" for w in m["words"]]
+
+
 def wers(messages, ref_words, stm: Path | None, loops: int, run: list | None = None) -> dict:
     from transcribe.attribution import build_segments
     from transcribe.evaluation.metrics import speaker_attributed_errors, word_errors
-    from transcribe.types import Word
 
-    words = [Word(w["start"], w["end"], w["text"], w["probability"], m["speaker"])
-             for _, m in messages if m.get("type") == "final" for w in m["words"]]
+    words = final_words(messages)
     stream_text = "".join(w.text for w in words)
     offline_text = "".join(w.text for w in ref_words)
     out = {}

@@ -114,7 +114,6 @@ def repeat(audio_path: Path, audio, options, slower: tuple[float, float], times:
     from transcribe.attribution import build_segments
     from transcribe.evaluation.metrics import speaker_attributed_errors
     from transcribe.evaluation.readers import read_stm
-    from transcribe.types import Word
 
     stm = audio_path.with_suffix(".stm")
     ref = read_stm(stm) if stm.is_file() else None
@@ -122,8 +121,7 @@ def repeat(audio_path: Path, audio, options, slower: tuple[float, float], times:
     right = 0
     for k in range(times):
         messages, _, _ = replay(audio, options, slower, random.Random(seed + k))
-        words = [Word(w["start"], w["end"], w["text"], w["probability"], m["speaker"])
-                 for _, m in messages if m.get("type") == "final" for w in m["words"]]
+        words = sl.final_words(messages)
         labels = sorted({w.speaker for w in words if w.speaker})
         right += len(labels) == want
         cp = f"  cpWER {speaker_attributed_errors(ref, build_segments(words), 'en')[0].rate:.3f}" if ref else ""
