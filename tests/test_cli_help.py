@@ -65,3 +65,15 @@ def test_help_shows_the_defaults():
     for text in ("[default: tiny.en]", "[default: none]", "[default: vtt,json,md]", "(default: int8 on CPU, float16 on CUDA)",
                  "(default: for network URLs)", "[default: 0.5]", "[default: 0.4]", "ws://[HOST:]PORT/ingest"):
         assert text in stream, text
+
+
+def test_stream_speaker_threshold_default_is_the_library_default():
+    # The CLI repeats the default as a literal (it imports only typer at load): keep them one.
+    import inspect
+
+    from transcribe.streaming.cli import stream
+    from transcribe.streaming.session import StreamOptions
+    from transcribe.streaming.speakers import SpeakerOptions
+
+    option = inspect.signature(stream).parameters["speaker_threshold"].default
+    assert option.default == StreamOptions().speaker_threshold == SpeakerOptions().threshold

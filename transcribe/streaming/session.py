@@ -66,7 +66,7 @@ class StreamOptions:
     diarize: bool = True
     embedding: str = "campplus"
     speaker_names: str | None = None
-    speaker_threshold: float = 0.40
+    speaker_threshold: float = SpeakerOptions.threshold  # the CLI repeats it: it imports only typer at load
     max_speakers: int | None = None
     status_interval: float = 5.0  # seconds between status messages
     idle_timeout: float = 0.0  # end the session after this long without a source; 0: never
