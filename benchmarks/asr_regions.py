@@ -1,7 +1,8 @@
 """ASR over speech regions against sequential whole-file decoding, in one run, same model, same machine.
 
     python benchmarks/asr_regions.py [--seeds 1 2 3] [--speakers 3 5 8] [--minutes 4] [--diarize]
-                                     [--reps 2] [--variant KEY=VALUE] [-o benchmarks/results/asr_regions.json]
+                                     [--reps 2] [--options KEY=VALUE] [--variant KEY=VALUE]
+                                     [-o benchmarks/results/asr_regions.json]
 
 Meetings are composed in memory by `benchmarks/compose.py` from `samples/clips.jsonl` (English,
 default composer options: pauses, 5% overlap, +-6 dB speaker levels, pink noise at -50 dBFS), one
@@ -13,7 +14,9 @@ and the same options:
   the ASR of `benchmarks/usual_pipeline.py`: the insertions to beat;
 - `sequential`: `Recognizer.__call__`, `--asr-mode whole` (whole file, VAD filter, word
   timestamps, no conditioning on previous text): the speed baseline;
-- `regions`: `transcribe.regions` over the reference RTTM turns (isolates the ASR stage);
+- `regions`: `transcribe.regions` over the reference RTTM turns (isolates the ASR stage), with the
+  library's `RegionOptions` or those changed by `--options KEY=VALUE` (then for every regions system
+  below but the variants);
 - `regions+vad`: over Silero VAD regions (`vad_regions`, what `--no-diarize` uses), VAD time included;
 - `regions:KEY=VALUE` (with --variant KEY=VALUE): `regions` with those `RegionOptions` changed, for
   example `--variant previous_tokens=0` (no previous text in the prompts);
@@ -26,8 +29,8 @@ and the same options:
 Scores: WER (Whisper's English normalizer) with substitutions, deletions and insertions pooled over
 the meetings; per reference turn (RTTM line) of >= 3 s, the share of its words recognised (words
 whose middle lies in the turn), and the count of such turns under 50%. Time: the ASR stage only,
-`sequential` and `regions` alternated `--reps` times on each meeting; the speed-up is the ratio of
-the summed best-of-reps times; the load average is recorded. Then 60 s of digital silence and 60 s of pink noise (-40 dBFS):
+`sequential` and `regions` alternated `--reps` times on each meeting (each variant then `--reps` times
+too); the speed-up is the ratio of the summed best-of-reps times; the load average is recorded. Then 60 s of digital silence and 60 s of pink noise (-40 dBFS):
 words from `sequential` and from `regions` over Silero VAD regions (and over diarization with
 --diarize); the target is none.
 """
@@ -121,13 +124,13 @@ def parse_variant(text: str) -> RegionOptions:
     for item in text.split(","):
         key, sep, value = item.partition("=")
         if not sep or not hasattr(defaults, key.strip()):
-            raise SystemExit(f"--variant {text!r}: expected KEY=VALUE with a RegionOptions field as KEY")
+            raise SystemExit(f"{text!r}: expected KEY=VALUE with a RegionOptions field as KEY")
         key = key.strip()
         kind = type(getattr(defaults, key))
         try:
             changes[key] = value.strip().lower() in ("1", "true", "yes") if kind is bool else kind(value)
         except ValueError:
-            raise SystemExit(f"--variant {text!r}: {key} takes a {kind.__name__}, not {value!r}") from None
+            raise SystemExit(f"{text!r}: {key} takes a {kind.__name__}, not {value!r}") from None
     return RegionOptions(**changes)
 
 
@@ -151,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
                     help="also regions over the reference turns with these RegionOptions changed, as system "
                          "'regions:KEY=VALUE' (repeatable; e.g. previous_tokens=0)")
+    ap.add_argument("--options", default="", metavar="KEY=VALUE[,KEY=VALUE]",
+                    help="RegionOptions of every regions system but the variants (default: the library's defaults)")
     ap.add_argument("--words", action="store_true",
                     help="also keep every system's words and the reference turns in the JSON (to see where errors are)")
     ap.add_argument("-o", "--output", type=Path, default=HERE / "results" / "asr_regions.json")
@@ -170,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(str(exc)) from None
     rec = Recognizer(store.require(args.model), device, compute_type, args.threads)
     options = AsrOptions(language=args.language or None)
-    ropts = RegionOptions()
+    ropts = parse_variant(args.options) if args.options else RegionOptions()
     variants = {f"regions:{v}": parse_variant(v) for v in args.variant}
     diarizer = None
     if args.diarize:
@@ -205,9 +210,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                            "stats": dict(reg.stats)}
         kept: dict[str, Sequence[Word]] = {}
         for name, v_opts in variants.items():
-            var, dt = timed(run_regions, rec, audio, ref_turns, options, v_opts)
+            v_times = []
+            for _ in range(args.reps):
+                var, dt = timed(run_regions, rec, audio, ref_turns, options, v_opts)
+                v_times.append(dt)
             kept[name] = var.words
-            row[name] = score(m.utterances, var.words) | {"seconds": [round(dt, 2)], "stats": dict(var.stats)}
+            row[name] = score(m.utterances, var.words) | {"seconds": [round(t, 2) for t in v_times],
+                                                          "stats": dict(var.stats)}
         vad, dt = timed(lambda: run_regions(rec, audio, vad_regions(audio), options, ropts))
         row["regions+vad"] = score(m.utterances, vad.words) | {"seconds": [round(dt, 2)], "stats": dict(vad.stats)}
         if diarizer:
@@ -238,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             row["reference"] = [[round(u.start, 2), round(u.end, 2), u.speaker, u.text] for u in m.utterances]
             found = {"sequential": seq.words, "regions": reg.words, "regions+vad": vad.words, "usual": usual}
             found |= {"ceiling": words} if not args.no_ceiling and not args.ceiling_in_meeting else {}
-            found |= kept
+            found |= kept | ({"regions+diar": regd.words} if diarizer else {})
             row["words"] = {k: [[round(w.start, 2), round(w.end, 2), w.text] for w in ws] for k, ws in found.items()}
         per_meeting.append(row)
         line = "  ".join(f"{s} wer {row[s]['wer']:.3f} del {row[s]['errors']['deletions']} "
@@ -262,9 +271,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         background.append(item)
 
     summary = {s: pooled([r[s] for r in per_meeting]) for s in systems}
-    best = {s: sum(min(r[s]["seconds"]) for r in per_meeting) for s in ("sequential", "regions")}
+    best = {s: sum(min(r[s]["seconds"]) for r in per_meeting) for s in ("sequential", "regions", *variants)}
     summary["asr_seconds_best_of_reps"] = {k: round(v, 2) for k, v in best.items()}
     summary["speedup"] = round(best["sequential"] / best["regions"], 3)
+    summary["speedup_variants"] = {v: round(best["sequential"] / best[v], 3) for v in variants}
     result = {
         "command": " ".join(["python", "benchmarks/asr_regions.py", *(argv if argv is not None else sys.argv[1:])]),
         "model": args.model,
@@ -291,6 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"| {s} | {p['wer']:.3f} | {p['substitutions']} | {p['deletions']} ({p['deletion_rate']:.1%}) | "
               f"{p['insertions']} | {p['turns_under_half']} / {p['turns_3s']} | {t} |")
     print(f"speed-up of the ASR stage (sequential / regions): {summary['speedup']:.2f}x")
+    for v, x in summary["speedup_variants"].items():
+        print(f"speed-up of {v}: {x:.2f}x")
     print(f"{os.cpu_count()} CPUs; load average (1, 5, 15 min) before {result['load_average_before_after'][:3]}, "
           f"after {result['load_average_before_after'][3:]}")
     for b in background:
