@@ -271,7 +271,7 @@ def test_window_maps_words_back_to_their_chunk() -> None:
 def test_schedule_decodes_each_window_after_the_one_before(n: int) -> None:
     """With previous text, every window is decoded once, after its predecessor (whose text it
     is prompted with) unless it starts a stream; at most `batch_size` rows per batch."""
-    opts = RegionOptions()
+    opts = RegionOptions(previous_tokens=223)
     batches = _schedule([29.5] * n, opts)
     order = [k for b in batches for k in b]
     assert sorted(order) == list(range(n))
@@ -295,6 +295,24 @@ def test_uncovered_finds_speech_without_words() -> None:
     assert _uncovered(speech, words, min_len=2.0) == [(2.5, 8.5)]
     assert _uncovered(speech, words, min_len=0.5) == [(2.5, 8.5), (12.0, 13.0)]
     assert _uncovered(speech, [], min_len=2.0) == [(0.5, 10.0)]
+
+
+def test_short_turns_without_words_add_up_to_an_uncovered_stretch() -> None:
+    """Seen on a composed meeting: four turns of one speaker, 1.2 to 1.7 s each with short pauses,
+    no word in any; each alone is under `min_len`, together they are 7 s of lost speech."""
+    speech = [(39.7, 41.41), (41.76, 42.91), (43.48, 44.88), (45.46, 46.69), (48.5, 49.0)]
+    words = [Word(46.7, 47.1, " a"), Word(47.1, 47.2, " word")]
+    assert _uncovered(speech, words, min_len=2.0) == [(39.7, 46.2)]
+    assert _uncovered(speech, words, min_len=2.0, pause=0.3) == []
+
+
+def test_a_word_stretched_over_skipped_speech_does_not_cover_it() -> None:
+    """The alignment puts a word over speech that Whisper skipped: only its ends count as heard."""
+    speech = [(0.0, 30.0)]
+    stretched = [Word(1.0, 2.0, " So"), Word(13.3, 26.5, " Mr."), Word(26.6, 27.0, " Quilter")]
+    assert _uncovered(speech, stretched, min_len=2.0) == [(2.5, 12.8), (13.8, 26.0), (27.5, 30.0)]
+    said_slowly = [Word(1.0, 2.0, " So"), Word(2.2, 4.0, " um"), Word(4.2, 5.0, " yes")]
+    assert _uncovered([(0.5, 5.5)], said_slowly, min_len=1.0) == []
 
 
 def test_a_phrase_said_twice_in_a_row_is_kept_once() -> None:
@@ -509,3 +527,21 @@ def test_regions_over_vad_find_no_words_in_silence_or_noise(kind: str, store) ->
     result = transcribe_regions(rec, Audio(x), fake, AsrOptions(language="en"))
     assert result.words == (), result.words
     assert result.stats["chunks"] == 2
+
+
+def test_windows_are_decoded_without_timestamp_tokens_unless_asked(store) -> None:
+    """CTranslate2 applies Whisper's timestamp rules row by row: on an H100 they made a batch of five
+    windows decode 8x slower (benchmarks/RESULTS.md, session 14). Every prompt of a batch, with
+    previous text or without, asks for no timestamps by default, and for them when asked."""
+    from transcribe.asr import AsrOptions, Recognizer
+    from transcribe.regions import _decoder
+
+    model = Recognizer(store.require("tiny.en")).model
+    previous = [[50, 51, 52], [60, 61]]
+    dec = _decoder(model, "en", AsrOptions(), RegionOptions().timestamp_tokens)
+    no_ts = dec.tokenizer.no_timestamps
+    assert no_ts in dec.prompt
+    assert all(no_ts in p for p in dec.prompts(previous))
+    with_ts = _decoder(model, "en", AsrOptions(), timestamp_tokens=True)
+    assert no_ts not in with_ts.prompt
+    assert not any(no_ts in p for p in with_ts.prompts(previous))

@@ -12,16 +12,21 @@ driven by the speech that diarization (or, without diarization, Silero VAD) hear
    end, and nothing is skipped by seeking), each chunk brought to the same loudness first; it
    decodes the windows in batches (one encoder input per window, truncated to its length, then
    one batched beam search, as faster-whisper's `BatchedInferencePipeline` does) and maps every
-   word back to its chunk: recording time, and the chunk's speaker. Each batch row is a stream of
-   consecutive windows, and a window's prompt holds the text decoded before it, as with
-   Whisper's conditioning on previous text (measured on 7 composed meetings: WER 0.135 -> 0.122,
-   deletions 5.7% -> 3.4%). A loop is not carried on: a window that loops or is scored as
-   silence passes no text to the next, and its chunks are decoded again without it.
+   word back to its chunk: recording time, and the chunk's speaker. By default a window is
+   decoded without timestamp tokens and without the text before it: on 7 composed meetings WER
+   0.126 -> 0.104, insertions 42 -> 16 (CPU), and on a GPU the stage 4x faster, since
+   CTranslate2 applies the timestamp rules row by row and batches then gain nothing.
+   With `previous_tokens`, each batch row is instead a stream of consecutive windows, each
+   prompted with the text decoded before it (Whisper's conditioning on previous text, which
+   helped while windows were decoded with timestamp tokens). A loop is not carried on: a window
+   that loops or is scored as silence passes no text to the next.
 3. The coverage check: a chunk whose window Whisper scored as silence or a loop, with an
    implausible word rate (too few words: something was skipped; too many: a loop), or whose
    words Whisper doubts (previous text can lead it astray) is decoded again on its own, without
    previous text, and the more plausible result is kept; any stretch of speech still without
-   words is decoded again on its own, then with temperature fallback, then in halves. Words over
+   words (turns less than 1 s apart count as one stretch, and a word that the alignment stretches
+   over more than 2 s covers only its ends: Whisper skipped what lies under it) is decoded again
+   on its own, then with temperature fallback, then in halves. Words over
    time where nobody speaks are dropped as likely hallucinations. Everything is counted in
    `RegionResult.stats` (the pipeline puts it in `Transcript.stats["asr_regions"]`) and logged.
 
@@ -33,9 +38,10 @@ time, is then about half of the stage). Figures: benchmarks/RESULTS.md, "Speech-
 
 faster-whisper 1.2.1 (pinned in pyproject.toml): `BatchedInferencePipeline.transcribe` does take
 pre-cut spans (`clip_timestamps`, a list of {"start", "end"} in seconds), but always pads each to
-30 s, decodes without timestamp tokens (measured here to stop early in a full window, leaving
-whole chunks without words) and has no temperature fallback; so the batch is built here from
-`WhisperModel.encode`, CTranslate2's `generate` and `WhisperModel.add_word_timestamps`.
+30 s and has no coverage check or temperature fallback. Decoded without timestamp tokens, as there,
+Whisper now and then ends a full window early or skips a chunk in it; the coverage check decodes
+those chunks again. So the batch is built here from `WhisperModel.encode`, CTranslate2's
+`generate` and `WhisperModel.add_word_timestamps`.
 """
 
 from __future__ import annotations
@@ -77,6 +83,10 @@ _TOKENS_PER_SECOND = 12.0
 _EXTRA_TOKENS = 32
 
 
+# No word is said for longer than this; a longer one in the alignment stands over skipped audio.
+_LONGEST_WORD = 2.0
+
+
 def _max_new_tokens(seconds: float) -> int:
     """How many tokens a decode of `seconds` of audio may write before it counts as a loop."""
     return int(math.ceil(seconds * _TOKENS_PER_SECOND)) + _EXTRA_TOKENS
@@ -96,12 +106,15 @@ class RegionOptions:
     tail: float = 0.5  # seconds of silence after a chunk, so that its last word ends in the input
     min_window: float = 10.0  # the encoder sees at least this many seconds (Whisper's is 30)
     batch_size: int = 8  # windows per batched decoding call
-    previous_tokens: int = 223  # prompt each window with this much of the text before it (0: none)
+    previous_tokens: int = 0  # prompt each window with this much of the text before it (0: none; 223 at most)
     # With previous text: at least this many consecutive windows per batch row. Fewer streams mean
     # fewer windows decoded without the text before them, and smaller batches: on a 10-minute
-    # meeting (22 windows) 4 gave WER 0.127, 8 gave 0.120, one stream 0.118, at 1.0, 1.15 and 1.5
-    # times the ASR time of 4.
+    # meeting (22 windows, timestamp tokens on) 4 gave WER 0.127, 8 gave 0.120, one stream 0.118,
+    # at 1.0, 1.15 and 1.5 times the ASR time of 4.
     stream_windows: int = 8
+    # Decode with Whisper's timestamp tokens. Off: <|notimestamps|>, which CTranslate2 decodes
+    # several times faster on a GPU (its timestamp rules run row by row).
+    timestamp_tokens: bool = False
     speech_slack: float = 0.3  # a word within this of a speech turn counts as over speech
     min_uncovered: float = 2.0  # seconds of speech without a word that are decoded again
     # a chunk with at least this much speech and not one word (Whisper ended its window early) is
@@ -724,6 +737,7 @@ class _Decoder:
     prompt: tuple[int, ...]
     suppress_tokens: tuple[int, ...]
     beam_size: int
+    without_timestamps: bool
 
     def prompts(self, previous: Sequence[Sequence[int]], most: int = _MAX_PREVIOUS) -> list[tuple[int, ...]]:
         """Prompts for a batch of windows, each after the text tokens in `previous`.
@@ -735,21 +749,22 @@ class _Decoder:
         keep = min([len(p) for p in previous] + [most])
         if keep == 0:
             return [self.prompt] * len(previous)
-        # With timestamp tokens, as Whisper was trained: without them (faster-whisper's batched
-        # default) it measured to stop early in a full window, leaving whole chunks without words.
         return [
-            tuple(self.model.get_prompt(self.tokenizer, list(p[-keep:]), without_timestamps=False, hotwords=self.hotwords))
+            tuple(self.model.get_prompt(
+                self.tokenizer, list(p[-keep:]), without_timestamps=self.without_timestamps, hotwords=self.hotwords))
             for p in previous
         ]
 
 
-def _decoder(model, language: str, options) -> _Decoder:
+def _decoder(model, language: str, options, timestamp_tokens: bool) -> _Decoder:
     from faster_whisper.tokenizer import Tokenizer
     from faster_whisper.transcribe import get_suppressed_tokens
 
     tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
     initial = tuple(tokenizer.encode(" " + options.initial_prompt.strip())) if options.initial_prompt else ()
-    prompt = model.get_prompt(tokenizer, list(initial), without_timestamps=False, hotwords=options.hotwords)
+    prompt = model.get_prompt(
+        tokenizer, list(initial), without_timestamps=not timestamp_tokens, hotwords=options.hotwords
+    )
     return _Decoder(
         model,
         tokenizer,
@@ -758,6 +773,7 @@ def _decoder(model, language: str, options) -> _Decoder:
         tuple(prompt),
         tuple(get_suppressed_tokens(tokenizer, [-1])),
         options.beam_size,
+        not timestamp_tokens,
     )
 
 
@@ -904,12 +920,38 @@ def _over_speech(w: Word, speech: Sequence[tuple[float, float]], slack: float) -
 
 
 def _uncovered(
-    speech: Sequence[tuple[float, float]], words: Sequence[Word], min_len: float, slack: float = 0.5
+    speech: Sequence[tuple[float, float]],
+    words: Sequence[Word],
+    min_len: float,
+    slack: float = 0.5,
+    longest_word: float = _LONGEST_WORD,
+    pause: float = 1.0,
 ) -> list[tuple[float, float]]:
-    """Stretches of `speech` at least `min_len` s long with no word within `slack` s."""
-    covered = sorted((w.start - slack, w.end + slack) for w in words)
+    """Stretches of `speech` at least `min_len` s long with no word within `slack` s. Turns less than
+    `pause` s apart count as one stretch: 7 s of speech in four short turns, none of them 2 s long,
+    had come out without a word and unnoticed.
+
+    A word longer than `longest_word` covers only its two ends: the alignment stretches a word over
+    audio that Whisper skipped (seen: "Mr." over 13 s, when a window decoded without timestamp
+    tokens jumped from one speaker's first sentence to the fourth speaker's turn).
+    """
+    covered = sorted(
+        span
+        for w in words
+        for span in (
+            [(w.start - slack, w.end + slack)]
+            if w.end - w.start <= longest_word
+            else [(w.start - slack, w.start + slack), (w.end - slack, w.end + slack)]
+        )
+    )
+    joined: list[tuple[float, float]] = []
+    for s, e in sorted(speech):
+        if joined and s - joined[-1][1] < pause:
+            joined[-1] = (joined[-1][0], max(joined[-1][1], e))
+        else:
+            joined.append((s, e))
     out = []
-    for s, e in speech:
+    for s, e in joined:
         t = s
         for a, b in covered:
             if b <= t:
@@ -1116,7 +1158,7 @@ def _transcribe(
     stats["windows"] = len(windows)
     stats["decoded_seconds"] = round(sum(w.length for w in windows), 3)
 
-    dec = _decoder(model, language, options)
+    dec = _decoder(model, language, options, opts.timestamp_tokens)
 
     # Pass 1: every window, in batches. With `previous_tokens`, the windows are cut into streams of
     # consecutive windows, and each batch holds the next window of every stream, prompted with the
