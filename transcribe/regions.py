@@ -13,9 +13,10 @@ driven by the speech that diarization (or, without diarization, Silero VAD) hear
    decodes the windows in batches (one encoder input per window, truncated to its length, then
    one batched beam search, as faster-whisper's `BatchedInferencePipeline` does) and maps every
    word back to its chunk: recording time, and the chunk's speaker. By default a window is
-   decoded without timestamp tokens and without the text before it: on 7 composed meetings WER
-   0.126 -> 0.104, insertions 42 -> 16 (CPU), and on a GPU the stage 4x faster, since
-   CTranslate2 applies the timestamp rules row by row and batches then gain nothing.
+   decoded without timestamp tokens and without the text before it: on a GPU the stage runs 4x
+   faster (CTranslate2 applies the timestamp rules row by row, so batches gained nothing), on a
+   CPU 1.4x; on 7 composed meetings WER 0.126 -> 0.104 and insertions 42 -> 17, on 7 others a tie
+   over the reference turns and a loss over our diarization (0.128 -> 0.141; RESULTS, session 14).
    With `previous_tokens`, each batch row is instead a stream of consecutive windows, each
    prompted with the text decoded before it (Whisper's conditioning on previous text, which
    helped while windows were decoded with timestamp tokens). A loop is not carried on: a window
