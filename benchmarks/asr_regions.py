@@ -30,9 +30,9 @@ Scores: WER (Whisper's English normalizer) with substitutions, deletions and ins
 the meetings; per reference turn (RTTM line) of >= 3 s, the share of its words recognised (words
 whose middle lies in the turn), and the count of such turns under 50%. Time: the ASR stage only,
 `sequential` and `regions` alternated `--reps` times on each meeting (each variant then `--reps` times
-too); the speed-up is the ratio of the summed best-of-reps times; the load average is recorded. Then 60 s of digital silence and 60 s of pink noise (-40 dBFS):
-words from `sequential` and from `regions` over Silero VAD regions (and over diarization with
---diarize); the target is none.
+too); the speed-up is the ratio of the summed best-of-reps times; the load average is recorded.
+Then 60 s of digital silence and 60 s of pink noise (-40 dBFS): words from `sequential` and from
+`regions` over Silero VAD regions (and over diarization with --diarize); the target is none.
 """
 
 from __future__ import annotations
