@@ -105,6 +105,18 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - t0
 
 
+def compose_meetings(clips, seeds: Sequence[int], speakers: Sequence[int], minutes: float, quiet: bool = True) -> list:
+    """The benchmark's meetings: one per (seed, speaker count), then the one with a long quiet turn."""
+    from compose import ComposeOptions, compose_meeting
+
+    meetings = [compose_meeting(clips, seed, n, minutes, "en") for seed in seeds for n in speakers]
+    if quiet:
+        meetings.append(compose_meeting(
+            clips, 11, 0, minutes, "en",
+            ComposeOptions(quiet_turn=25.0, speaker_set=("lj", "mfa_mcauliffe", "librivox_sonnets", "jfk"))))
+    return meetings
+
+
 def run_regions(rec: Recognizer, audio: Audio, turns: Sequence[Turn], options: AsrOptions, ropts: RegionOptions):
     chunks = plan_chunks(turns, audio.duration, options=ropts, audio=audio)
     return transcribe_chunks(rec, audio, chunks, options, region_options=ropts)
@@ -164,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
 
-    from compose import ComposeOptions, clip_audio, compose_background, compose_meeting, load_clips
+    from compose import clip_audio, compose_background, load_clips
 
     clips = load_clips(args.clips)
     by_id = {c.id: c for c in clips}
@@ -183,11 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         diarizer = Diarizer(store.require_weights("segmentation-3.0"), store.require_weights("campplus"))
 
-    meetings = [compose_meeting(clips, seed, n, args.minutes, "en") for seed in args.seeds for n in args.speakers]
-    if not args.no_quiet:
-        meetings.append(compose_meeting(
-            clips, 11, 0, args.minutes, "en",
-            ComposeOptions(quiet_turn=25.0, speaker_set=("lj", "mfa_mcauliffe", "librivox_sonnets", "jfk"))))
+    meetings = compose_meetings(clips, args.seeds, args.speakers, args.minutes, quiet=not args.no_quiet)
 
     systems = ["usual", "sequential", "regions", "regions+vad"] + (["regions+diar"] if diarizer else [])
     systems += list(variants)
