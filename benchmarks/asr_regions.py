@@ -68,7 +68,7 @@ log = logging.getLogger("transcribe")
 
 
 def score(utterances: Sequence[Any], words: Sequence[Word], language: str = "en") -> dict[str, Any]:
-    """WER over the meeting, and recall per reference turn of >= 3 s."""
+    """WER over the meeting, recall per reference turn of >= 3 s, deletions in turns without overlap."""
     ordered = sorted(utterances, key=lambda u: u.start)
     ref = " ".join(u.text for u in ordered)
     hyp = "".join(w.text for w in sorted(words, key=lambda w: w.start))
@@ -105,7 +105,8 @@ def clean_deletions(utterances: Sequence[Any], words: Sequence[Word], language: 
     for u in utterances:
         if any(o is not u and o.start < u.end and o.end > u.start for o in utterances):
             continue
-        inside = "".join(w.text for w in words if u.start - CLEAN_SLACK <= (w.start + w.end) / 2 <= u.end + CLEAN_SLACK)
+        lo, hi = u.start - CLEAN_SLACK, u.end + CLEAN_SLACK
+        inside = "".join(w.text for w in words if lo <= (w.start + w.end) / 2 <= hi)
         e = word_errors(u.text, inside, language)
         ref_words += e.ref_words
         deletions += e.deletions

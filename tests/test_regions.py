@@ -331,10 +331,12 @@ def test_short_repeats_of_real_speech_are_kept() -> None:
     words = [Word(float(k), k + 0.5, w) for k, w in enumerate(said)]
     assert _unrepeated(words) == words
 
+
 def test_benchmark_counts_deletions_only_in_turns_nobody_talks_over() -> None:
     """benchmarks/asr_regions.py's `clean_deletions`: turns that overlap another are left out,
     each other turn is scored against the words whose middle lies in it (0.2 s of slack)."""
-    sys.path.insert(0, str(REPO))
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
     from types import SimpleNamespace as Utterance
 
     from benchmarks.asr_regions import clean_deletions
@@ -349,7 +351,6 @@ def test_benchmark_counts_deletions_only_in_turns_nobody_talks_over() -> None:
     assert clean_deletions(turns, words) == {"ref_words": 4, "deletions": 1}
     assert clean_deletions(turns, words[:2]) == {"ref_words": 4, "deletions": 2}  # "black" now missing too
     assert clean_deletions(turns[1:], []) == {"ref_words": 0, "deletions": 0}
-
 
 
 def test_no_clip_needs_more_tokens_than_a_decode_may_write(store) -> None:
