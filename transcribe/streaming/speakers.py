@@ -21,6 +21,7 @@ the clustering's cost and the memory held stay bounded in a long session.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,10 +230,20 @@ class SpeakerNamer:
         return dict(self._order)
 
 
+# oneDNN, which runs torch's convolutions on the CPU, keeps every convolution it has prepared for
+# an input shape, up to 1024 of them, about 1 to 2 MB each. CAM++ prepares 22 for each length of
+# audio, and the stream embeds runs of every length: its memory grew by about 1 GB before that
+# cache was full (benchmarks/RESULTS.md, streaming, session 16). 32 holds one length's set; a
+# miss costs no time that could be measured here, since runs seldom repeat a length. The variable
+# is read when the process prepares its first convolution, so a value the user set is kept.
+ONEDNN_CACHE_CAPACITY = 32
+
+
 class CamppEmbedder:
     """CAM++ speaker embeddings of short stretches of 16 kHz audio, on the CPU by default."""
 
     def __init__(self, weights: Path, device: str = "cpu", threads: int | None = None):
+        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_CACHE_CAPACITY))
         import torch
 
         from transcribe.campplus import load_campplus
