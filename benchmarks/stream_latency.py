@@ -492,7 +492,9 @@ def main() -> None:
     for k, v in figures.items():
         print(f"{k:<{width}}  {v}")
     if args.out:
-        args.out.write_text(json.dumps({"figures": figures, "messages": [(round(t - t0, 3), m) for t, m in msgs]}, indent=1))
+        saved = {"figures": figures, "messages": [(round(t - t0, 3), m) for t, m in msgs]}
+        saved["rss_mb"] = [(round(t - t0, 1), round(r, 1)) for t, r in rss]  # every 5 s, from the first push
+        args.out.write_text(json.dumps(saved, indent=1))
 
 
 if __name__ == "__main__":

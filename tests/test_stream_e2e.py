@@ -236,6 +236,38 @@ def test_stdin_container_is_sniffed_and_decoded(store, tmp_path):
     assert end["type"] == "end" and end["held"] > 0
 
 
+EMBED_TWO_LENGTHS = """
+import numpy as np
+from transcribe.samples import pyannote_sample
+from transcribe.media import load_audio
+from transcribe.store import ModelStore
+from transcribe.streaming.speakers import CamppEmbedder
+audio = load_audio(pyannote_sample(".wav")).samples
+embedder = CamppEmbedder(ModelStore().require_weights("campplus"), "cpu", threads=1)
+for seconds in (1.0, 1.5, 1.0):
+    embedder(audio[: int(seconds * 16000)])
+"""
+
+
+def test_stream_embedder_bounds_onednn_cache_and_keeps_a_capacity_the_user_set(store):
+    """oneDNN kept every convolution it had prepared for a length of audio (22 per length for
+    CAM++, up to 1024): a stream, which embeds runs of every length, grew by about 1 GB. With the
+    embedder's bound (32), a length's convolutions are gone once another length has come, and the
+    first length is prepared again; with oneDNN's default capacity, set by the user, it is not.
+    Counted from oneDNN's own log of cache misses (memory: benchmarks/stream_embed_memory.py)."""
+
+    def misses(**env: str) -> int:
+        run_env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+        proc = subprocess.run([sys.executable, "-c", EMBED_TWO_LENGTHS], env={**run_env, "ONEDNN_VERBOSE": "all", **env},
+                              capture_output=True, text=True, cwd=REPO, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout.count("cache_miss")
+
+    bounded, user_default = misses(), misses(ONEDNN_PRIMITIVE_CACHE_CAPACITY="1024")
+    assert user_default > 0  # oneDNN's log is there to count
+    assert bounded > user_default, (bounded, user_default)
+
+
 def test_stream_refuses_bad_options_before_loading_models(tmp_path):
     for args, message in (
         ([], "nothing to caption"),

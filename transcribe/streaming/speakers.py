@@ -231,11 +231,11 @@ class SpeakerNamer:
 
 
 # oneDNN, which runs torch's convolutions on the CPU, keeps every convolution it has prepared for
-# an input shape, up to 1024 of them, about 1 to 2 MB each. CAM++ prepares 22 for each length of
-# audio, and the stream embeds runs of every length: its memory grew by about 1 GB before that
-# cache was full (benchmarks/RESULTS.md, streaming, session 16). 32 holds one length's set; a
-# miss costs no time that could be measured here, since runs seldom repeat a length. The variable
-# is read when the process prepares its first convolution, so a value the user set is kept.
+# an input shape, up to 1024 of them, about 1 MB each. CAM++ prepares 22 for each length of audio,
+# and the stream embeds runs of every length: over 400 such runs the embedder's memory grew by
+# 1042 MB, against 101 MB with the cache held to 32, which fits one length's set, and with no
+# more CPU time (benchmarks/stream_embed_memory.py; benchmarks/RESULTS.md, streaming). oneDNN
+# reads the variable when the process prepares its first convolution; a value the user set is kept.
 ONEDNN_CACHE_CAPACITY = 32
 
 
