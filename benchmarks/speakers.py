@@ -109,22 +109,25 @@ def cmd_sweep(args) -> None:
     items = manifest_items(args.manifest)
     if args.cached_only:
         items = [it for it in items if (args.cache / (Path(it["audio"]).stem + ".features.pkl")).is_file()]
+    from transcribe.media import load_audio
+
     feats = [cached_features(it, args.cache, d) for it in items]
+    audios = [load_audio(it["audio"]) for it in items]  # the turns' own embeddings (recluster_turns)
     spoken = [None] * len(items)
     if args.languages:  # the merge step asks Whisper's language detection, as the pipeline does
         from transcribe.asr import Recognizer
-        from transcribe.media import load_audio
         from transcribe.regions import speech_language
         from transcribe.store import ModelStore
 
         rec = Recognizer(ModelStore().require(args.model), "cpu", "int8")
-        spoken = [speech_language(rec, load_audio(it["audio"])) for it in items]
+        spoken = [speech_language(rec, audio) for audio in audios]
     results = []
     extra = json.loads(args.extra) if args.extra else [{}]
     grid = json.loads(args.grid) if args.grid else sweep_grid()
     for choice, ex in itertools.product(grid, extra):
         opts = DiarizationOptions(**(choice | ex))
-        rows = [score_diarization(it, d.cluster(f, opts, lang).turns) for it, f, lang in zip(items, feats, spoken)]
+        rows = [score_diarization(it, d.cluster(f, opts, lang, audio).turns)
+                for it, f, lang, audio in zip(items, feats, spoken, audios)]
         summary = {**choice, **ex, **pooled(rows),
                    "per_file": [(r["true_speakers"], r["speakers"], round(r["der"], 3)) for r in rows]}
         results.append(summary)
@@ -142,7 +145,7 @@ class CachedDiarizer:
         self.pipeline = diarizer.pipeline  # enrollment reaches the embedding model through it
 
     def __call__(self, audio, options, hook=None, language_of=None):
-        return self.diarizer.cluster(self.features, options, language_of)
+        return self.diarizer.cluster(self.features, options, language_of, audio)
 
 
 def usual_words(item: dict, model: str, cache: Path):

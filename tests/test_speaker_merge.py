@@ -1,11 +1,19 @@
-"""The clustering steps around pyannote's: split speakers merged back, small clusters kept or dissolved."""
+"""The clustering steps around pyannote's: split speakers merged back, small clusters kept or dissolved,
+turns re-clustered by their own embeddings."""
 
 from __future__ import annotations
 
 import numpy as np
 from pyannote.core import SlidingWindow, SlidingWindowFeature
 
-from transcribe.diarize import cluster_speech, dissolve_small_speakers, merge_split_clusters
+from transcribe.diarize import (
+    cluster_speech,
+    dissolve_small_speakers,
+    merge_split_clusters,
+    recluster_turns,
+    speaker_spans,
+)
+from transcribe.types import Turn
 
 
 def _case(alike: float, together: bool, chunks: int = 12, frames: int = 50):
@@ -193,3 +201,75 @@ def test_labels_without_a_cluster_are_left_to_the_caller() -> None:
     hard = _ghost_case()[0]
     assert not dissolve_small_speakers(hard, emb, centroids, {0: 40.0, 1: 30.0, 2: 2.0, 3: 2.0, 4: 0.3}, 1.5)
     np.testing.assert_array_equal(hard, _ghost_case()[0])
+
+
+VOICES = np.eye(4)  # four voices, unit vectors: 1.0 apart in cosine distance
+
+
+def _voices_by_start(voice_at: dict[float, int]):
+    """vector_of for recluster_turns: the voice of the span that starts at `start`, and the
+    spans asked for."""
+    asked = []
+
+    def vector_of(start: float, end: float) -> np.ndarray:
+        asked.append((start, end))
+        return VOICES[voice_at[start]]
+
+    return vector_of, asked
+
+
+def test_speaker_spans_join_one_speakers_turns_across_short_gaps() -> None:
+    turns = [Turn(0.0, 2.0, "A"), Turn(2.3, 4.0, "A"), Turn(4.0, 6.0, "B"), Turn(6.1, 8.0, "A"), Turn(9.0, 10.0, "A")]
+    assert speaker_spans(turns) == [Turn(0.0, 4.0, "A"), Turn(4.0, 6.0, "B"), Turn(6.1, 8.0, "A"), Turn(9.0, 10.0, "A")]
+
+
+def test_a_turn_in_another_speakers_voice_goes_to_them() -> None:
+    # A's third turn is B's voice: it goes to B; A's short turn follows A's long ones
+    exclusive = [Turn(0, 5, "A"), Turn(5, 9, "B"), Turn(9, 13, "A"), Turn(13, 17, "B"), Turn(17, 21, "A"),
+                 Turn(23, 24, "A")]
+    vector_of, asked = _voices_by_start({0: 0, 5: 1, 9: 0, 13: 1, 17: 1})
+    turns, excl, means = recluster_turns(exclusive, exclusive, vector_of, 0.55, 1.5)
+    assert [t.speaker for t in excl] == ["A", "B", "A", "B", "A"]  # 13-21 joined into one B turn
+    assert excl[3] == Turn(13, 21, "B")
+    assert (23, 24) not in asked  # too short to embed: it follows most of A's long turns
+    np.testing.assert_allclose(means["B"], VOICES[1])
+
+
+def test_two_voices_under_one_label_become_two_speakers_and_overlaps_are_cut_between_them() -> None:
+    # "A" holds two voices far apart: the one with less time gets a label of its own, "A+1";
+    # A's turn over B's (with overlap) is cut halfway between A's spans of the two voices
+    exclusive = [Turn(0, 6, "A"), Turn(6, 10, "B"), Turn(10, 13, "A"), Turn(13, 20, "B"), Turn(20, 26, "A")]
+    heard = [Turn(0, 6, "A"), Turn(5, 10, "B"), Turn(9.5, 13.4, "A"), Turn(13, 20, "B"), Turn(20, 26, "A")]
+    vector_of, _ = _voices_by_start({0: 0, 6: 1, 10: 2, 13: 1, 20: 0})
+    turns, excl, _ = recluster_turns(heard, exclusive, vector_of, 0.55, 1.5)
+    assert {t.speaker for t in excl} == {"A", "B", "A+1"}
+    assert [t for t in excl if t.speaker == "A+1"] == [Turn(10, 13, "A+1")]
+    # the turn heard 9.5-13.4 lies between A's spans 0-6 (A) and 10-13 (A+1), then 20-26 (A)
+    assert Turn(9.5, 13.4, "A+1") in turns
+    assert Turn(0, 6, "A") in turns
+
+
+def test_one_voice_under_two_labels_becomes_one_speaker() -> None:
+    # C's short turn follows C's long ones into A
+    exclusive = [Turn(0, 5, "A"), Turn(5, 8, "C"), Turn(8, 13, "A"), Turn(13, 15, "C"), Turn(16, 17, "C")]
+    vector_of, _ = _voices_by_start({0: 0, 5: 0, 8: 0, 13: 0})
+    turns, excl, _ = recluster_turns(exclusive, exclusive, vector_of, 0.55, 1.5)
+    assert excl == (Turn(0, 15, "A"), Turn(16, 17, "A"))
+
+
+def test_reclustering_changes_nothing_without_two_long_turns_or_beyond_the_bounds() -> None:
+    exclusive = (Turn(0, 5, "A"), Turn(5, 6, "B"), Turn(6, 7, "A"))
+    vector_of, _ = _voices_by_start({0: 0})
+    assert recluster_turns(exclusive, exclusive, vector_of, 0.55, 1.5) == (exclusive, exclusive, {})
+    # merging A and C would leave one speaker where at least two are asked for
+    exclusive = (Turn(0, 5, "A"), Turn(5, 8, "C"), Turn(8, 13, "A"))
+    vector_of, _ = _voices_by_start({0: 0, 5: 0, 8: 0})
+    assert recluster_turns(exclusive, exclusive, vector_of, 0.55, 1.5, min_speakers=2) == (exclusive, exclusive, {})
+    assert recluster_turns(exclusive, exclusive, vector_of, 0.55, 1.5)[1] == (Turn(0, 13, "A"),)
+    # splitting A would make three where at most two are asked for
+    exclusive = (Turn(0, 5, "A"), Turn(5, 8, "C"), Turn(8, 13, "A"))
+    vector_of, _ = _voices_by_start({0: 0, 5: 1, 8: 2})
+    assert recluster_turns(exclusive, exclusive, vector_of, 0.55, 1.5, max_speakers=2) == (exclusive, exclusive, {})
+    # voices within the threshold stay as they are
+    vector_of, _ = _voices_by_start({0: 0, 5: 1, 8: 0})
+    assert recluster_turns(exclusive, exclusive, vector_of, 0.55, 1.5) == (exclusive, exclusive, {})

@@ -25,7 +25,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Sequence
 
 import transcribe.offline  # noqa: F401  (before pyannote: no hub, no telemetry)
 
@@ -98,6 +98,24 @@ DEFAULT_MERGE_DISTANCE = 0.40
 DEFAULT_KEEP_DISTANCE = 0.55
 DEFAULT_MERGE_COOCCURRENCE = 0.5
 DEFAULT_MIN_SPEAKER_SPEECH = 1.5
+# Session 17: the diarized turns re-clustered by one CAM++ embedding each (`recluster_turns`).
+# A 10 s chunk's embedding of a voice is noisy; a whole turn's is not: between two halves of one
+# cluster's speech, one speaker measured 0.003 to 0.05 apart, and two people 0.5 to 0.9 (scratch
+# scripts, benchmarks/RESULTS.md "Session 17"). Chosen on the 60 tuning and development meetings
+# and the 48 of seeds 29 to 36 (strict DER of the exclusive turns, count right):
+#   none                 60: 0.1427, 52    48: 0.1391, 40
+#   0.50, turns >= 1.5 s     0.1401, 51        0.1319, 45
+#   0.55, turns >= 1.5 s     0.1372, 54        0.1319, 45
+#   0.60, turns >= 1.5 s     0.1322, 56        0.1326, 44
+#   0.60, turns >= 2 s       0.1335, 56        0.1335, 43
+#   0.70, turns >= 2 s       0.1341, 56        0.1375, 39
+# Speaker confusion fell by about a third to a half. pyannote's two-speaker sample decides between
+# 0.55 and 0.60: its two voices' turns lie 0.68 apart on average (0.595 counting only turns of 2 s
+# or more), so 0.55 keeps a margin there; two people joined cost a clerk more than one split.
+DEFAULT_TURN_THRESHOLD = 0.55
+DEFAULT_TURN_MIN_SECONDS = 1.5
+TURN_JOIN_GAP = 0.5  # one speaker's exclusive turns this close are one turn for `recluster_turns`
+TURN_MAX_SECONDS = 30.0  # a turn's embedding is of its first 30 s
 
 
 def min_cluster_size_for(num_embeddings: int) -> int:
@@ -251,6 +269,11 @@ class DiarizationOptions:
     # a cluster heard for less than this in all (seconds) is not a speaker: its local speakers go
     # to the nearest remaining ones (0: keep every cluster; never with a speaker count given)
     min_speaker_speech: float = DEFAULT_MIN_SPEAKER_SPEECH
+    # the diarized turns re-clustered by one embedding each (`recluster_turns`): turns of at least
+    # `turn_min_seconds`, average linkage on cosine distance cut at `turn_threshold` (0: never;
+    # never with a speaker count given)
+    turn_threshold: float = DEFAULT_TURN_THRESHOLD
+    turn_min_seconds: float = DEFAULT_TURN_MIN_SECONDS
 
     def __post_init__(self) -> None:
         if self.count_method not in ("threshold", "eigengap"):
@@ -263,6 +286,8 @@ class DiarizationOptions:
             raise UsageError(f"the keep distance must be zero or more, got {self.keep_distance}")
         if self.min_speaker_speech < 0:
             raise UsageError(f"the least speech of a speaker must be zero or more, got {self.min_speaker_speech}")
+        if self.turn_threshold < 0 or self.turn_min_seconds <= 0:
+            raise UsageError("the turn distance must be zero or more, the shortest turn embedded over zero seconds")
         for name in ("num_speakers", "min_speakers", "max_speakers"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -531,6 +556,121 @@ def cluster_speech(segmentations: SlidingWindowFeature, hard: np.ndarray, k: int
     return [(round(a * step, 3), round(b * step, 3)) for a, b in zip(starts, ends)]
 
 
+def speaker_spans(exclusive: Sequence[Turn], gap: float = TURN_JOIN_GAP) -> list[Turn]:
+    """Exclusive turns in time order, one speaker's turns under `gap` s apart joined into one."""
+    spans: list[Turn] = []
+    for t in sorted(exclusive, key=lambda t: (t.start, t.end)):
+        if spans and spans[-1].speaker == t.speaker and t.start - spans[-1].end < gap:
+            spans[-1] = Turn(spans[-1].start, max(spans[-1].end, t.end), t.speaker)
+        else:
+            spans.append(t)
+    return spans
+
+
+def _joined(turns: Iterable[Turn]) -> tuple[Turn, ...]:
+    """Turns in time order, one speaker's overlapping or touching turns made one."""
+    out: list[Turn] = []
+    last: dict[str, int] = {}  # speaker -> index of their latest turn in out
+    for t in sorted(turns, key=lambda t: (t.start, t.end)):
+        k = last.get(t.speaker)
+        if k is not None and t.start <= out[k].end:
+            out[k] = Turn(out[k].start, max(out[k].end, t.end), t.speaker)
+        else:
+            last[t.speaker] = len(out)
+            out.append(t)
+    return tuple(out)
+
+
+def recluster_turns(
+    turns: Sequence[Turn],
+    exclusive: Sequence[Turn],
+    vector_of: Callable[[float, float], np.ndarray],
+    threshold: float,
+    min_seconds: float,
+    min_speakers: int = 1,
+    max_speakers: int | None = None,
+) -> tuple[tuple[Turn, ...], tuple[Turn, ...], dict[str, np.ndarray]]:
+    """The diarized turns re-clustered by one embedding each: (turns, exclusive turns, the mean
+    embedding of each speaker's long turns).
+
+    The clustering decides from 10 s chunks, and a chunk's embedding of a voice is noisy: two alike
+    voices share a cluster, or one voice leaves a few chunks in another's. A whole turn's embedding
+    is far steadier. Each speaker's exclusive turns under `TURN_JOIN_GAP` apart are joined
+    (`speaker_spans`); every span of at least `min_seconds` gets one embedding (`vector_of(start,
+    end)`, unit norm); the spans are clustered again (average linkage on cosine distance, cut at
+    `threshold`). Each new cluster, largest first, takes the label with most of its time (a label
+    of its own, `<label>+<n>`, when that one is taken). A shorter span follows its label's long
+    spans (the new label with most of their time), or keeps its label if it has none. A turn with
+    overlap is cut where its speaker's spans change label, halfway between them. Nothing changes
+    when fewer than two spans are long enough, or when the count would leave
+    [`min_speakers`, `max_speakers`].
+    """
+    spans = speaker_spans(exclusive)
+    long = [i for i, t in enumerate(spans) if t.end - t.start >= min_seconds]
+    if len(long) < 2:
+        return tuple(turns), tuple(exclusive), {}
+    vectors = np.vstack([vector_of(spans[i].start, spans[i].end) for i in long])
+    groups = fcluster(linkage(vectors, method="average", metric="cosine"), threshold, criterion="distance")
+    seconds = {i: spans[i].end - spans[i].start for i in long}
+    members: dict[int, list[int]] = {}
+    for i, g in zip(long, groups.tolist()):
+        members.setdefault(g, []).append(i)
+    label_of: dict[int, str] = {}  # span index -> new label
+    taken: set[str] = set()
+    for g, idx in sorted(members.items(), key=lambda kv: -sum(seconds[i] for i in kv[1])):
+        time: dict[str, float] = {}
+        for i in idx:
+            time[spans[i].speaker] = time.get(spans[i].speaker, 0.0) + seconds[i]
+        name = next((label for label in sorted(time, key=lambda k: (-time[k], k)) if label not in taken), None)
+        if name is None:
+            base = max(time, key=time.__getitem__)
+            name = next(f"{base}+{n}" for n in range(1, len(spans) + 2) if f"{base}+{n}" not in taken)
+        taken.add(name)
+        label_of.update((i, name) for i in idx)
+    went: dict[str, dict[str, float]] = {}  # old label -> new label -> seconds of its long spans
+    for i in long:
+        to = went.setdefault(spans[i].speaker, {})
+        to[label_of[i]] = to.get(label_of[i], 0.0) + seconds[i]
+    follow = {old: max(to, key=to.__getitem__) for old, to in went.items()}
+    for i, t in enumerate(spans):
+        label_of.setdefault(i, follow.get(t.speaker, t.speaker))
+    found = set(label_of.values()) | {t.speaker for t in turns if t.speaker not in went and t.speaker not in follow}
+    if len(found) < min_speakers or (max_speakers is not None and len(found) > max_speakers):
+        return tuple(turns), tuple(exclusive), {}
+    if all(label_of[i] == t.speaker for i, t in enumerate(spans)):
+        return tuple(turns), tuple(exclusive), {}
+    own: dict[str, list[tuple[float, float, str]]] = {}  # old label -> its spans, in time order
+    for i, t in enumerate(spans):
+        own.setdefault(t.speaker, []).append((t.start, t.end, label_of[i]))
+
+    def relabelled(turn: Turn) -> list[Turn]:
+        mine = own.get(turn.speaker)
+        if not mine:
+            return [Turn(turn.start, turn.end, follow.get(turn.speaker, turn.speaker))]
+        label, start, out = mine[0][2], turn.start, []
+        for (_, end0, a), (start1, _, b) in zip(mine, mine[1:]):
+            if a == b:
+                continue
+            cut = round((end0 + start1) / 2, 3)
+            if cut <= turn.start:
+                label = b
+            elif cut < turn.end:
+                out.append(Turn(start, cut, label))
+                start, label = cut, b
+        out.append(Turn(start, turn.end, label))
+        return out
+
+    new_turns = _joined(piece for t in turns for piece in relabelled(t))
+    new_exclusive = _joined(piece for t in exclusive for piece in relabelled(t))
+    means = {}
+    for label in set(label_of[i] for i in long):
+        v = sum(seconds[i] * vectors[k] for k, i in enumerate(long) if label_of[i] == label)
+        means[label] = v / max(float(np.linalg.norm(v)), 1e-12)
+    moved = sum(seconds[i] for i in long if label_of[i] != spans[i].speaker)
+    log.info("turns re-clustered: %.1f s of speech changed speaker, %d speakers", moved, len(found))
+    return new_turns, new_exclusive, means
+
+
 MAX_SPEAKERS = 20  # the most speakers the eigengap looks for
 EIGENGAP_MAX_EMBEDDINGS = 2000  # about 20 minutes of chunks; beyond, every other (third...) is used
 
@@ -566,7 +706,7 @@ class Diarizer:
     """Loads the two models once; `__call__` diarizes one recording.
 
     `features` (the networks, the costly part) and `cluster` (the choices) can also be called
-    apart: `diarizer(audio, options) == diarizer.cluster(diarizer.features(audio), options)`.
+    apart: `diarizer(audio, options) == diarizer.cluster(diarizer.features(audio), options, None, audio)`.
     """
 
     def __init__(self, segmentation_path: Path, embedding_path: Path, device: str = "cpu"):
@@ -592,11 +732,24 @@ class Diarizer:
             embeddings = pipe.get_embeddings(file, segmentations, exclude_overlap=pipe.embedding_exclude_overlap, hook=hook)
         return SpeakerFeatures(uri, segmentations, count, embeddings)
 
+    def turn_vector(self, audio: Audio, start: float, end: float) -> np.ndarray:
+        """One unit-norm CAM++ embedding of `audio` from `start` to `end` s (its first
+        `TURN_MAX_SECONDS`), in one pass."""
+        sr = audio.sample_rate
+        x = np.ascontiguousarray(audio.samples[int(start * sr) : int(min(end, start + TURN_MAX_SECONDS) * sr)], np.float32)
+        out = embed(self.pipeline._embedding.model, torch.from_numpy(x)[None, None]).float().cpu().numpy()[0, 0]
+        return out / max(float(np.linalg.norm(out)), 1e-12)
+
     def cluster(
-        self, features: SpeakerFeatures, options: DiarizationOptions, language_of: LanguageOf | None = None
+        self,
+        features: SpeakerFeatures,
+        options: DiarizationOptions,
+        language_of: LanguageOf | None = None,
+        audio: Audio | None = None,
     ) -> Diarization:
         """Global speakers from the features: turns as heard, exclusive turns and centroids.
-        `language_of` keeps clusters of two languages apart (`merge_split_clusters`)."""
+        `language_of` keeps clusters of two languages apart (`merge_split_clusters`); given the
+        `audio`, the turns are re-clustered by their own embeddings (`recluster_turns`)."""
         pipe = self.pipeline
         segmentations, count = features.segmentations, features.count
         if np.nanmax(count.data) == 0.0:
@@ -645,7 +798,22 @@ class Diarizer:
         centroid_of = {
             mapping[label]: centroids[int(label)] for label in labels if int(label) < len(centroids)
         }
-        return Diarization(turns=_turns(diarization), exclusive=_turns(exclusive), centroids=centroid_of)
+        turns, exclusive_turns = _turns(diarization), _turns(exclusive)
+        if audio is not None and options.turn_threshold > 0 and options.num_speakers is None:
+            turns, exclusive_turns, means = recluster_turns(
+                turns, exclusive_turns, lambda start, end: self.turn_vector(audio, start, end),
+                options.turn_threshold, options.turn_min_seconds, options.min_speakers or 1, options.max_speakers,
+            )
+            if means:  # labels renumbered; a speaker the step found has its long turns' mean for centroid
+                found = sorted({t.speaker for t in turns} | {t.speaker for t in exclusive_turns})
+                renumber = {label: f"SPEAKER_{i:02d}" for i, label in enumerate(found)}
+                turns = tuple(Turn(t.start, t.end, renumber[t.speaker]) for t in turns)
+                exclusive_turns = tuple(Turn(t.start, t.end, renumber[t.speaker]) for t in exclusive_turns)
+                centroid_of = {
+                    renumber[label]: centroid_of[label] if label in centroid_of else means[label]
+                    for label in found if label in centroid_of or label in means
+                }
+        return Diarization(turns=turns, exclusive=exclusive_turns, centroids=centroid_of)
 
     def __call__(
         self,
@@ -654,7 +822,7 @@ class Diarizer:
         hook: Hook | None = None,
         language_of: LanguageOf | None = None,
     ) -> Diarization:
-        return self.cluster(self.features(audio, hook=hook), options, language_of)
+        return self.cluster(self.features(audio, hook=hook), options, language_of, audio)
 
 
 # pyannote's pipeline needs clustering parameters to be instantiated; `Diarizer.cluster` passes
