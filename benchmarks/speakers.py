@@ -289,6 +289,7 @@ def cmd_enroll(args) -> None:
 
     from transcribe.diarize import DiarizationOptions
     from transcribe.evaluation.readers import read_rttm
+    from transcribe.media import load_audio
 
     d = diarizer()
     items = [it for it in manifest_items(args.manifest)
@@ -298,7 +299,7 @@ def cmd_enroll(args) -> None:
     enrolled = enrollment_embeddings(ref_speakers)
     same, other = [], []
     for it in items:
-        result = d.cluster(cached_features(it, args.cache, d), opts)
+        result = d.cluster(cached_features(it, args.cache, d), opts, None, load_audio(it["audio"]))
         ref = read_rttm(Path(it["rttm"]))
         for label, c in result.centroids.items():
             ov: dict[str, float] = {}

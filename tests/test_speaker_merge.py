@@ -1,5 +1,5 @@
 """The clustering steps around pyannote's: split speakers merged back, small clusters kept or dissolved,
-turns re-clustered by their own embeddings."""
+speakers split where their own turns are two voices."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from transcribe.diarize import (
     cluster_speech,
     dissolve_small_speakers,
     merge_split_clusters,
-    recluster_turns,
     speaker_spans,
+    split_speakers_by_turns,
 )
 from transcribe.types import Turn
 
@@ -207,7 +207,7 @@ VOICES = np.eye(4)  # four voices, unit vectors: 1.0 apart in cosine distance
 
 
 def _voices_by_start(voice_at: dict[float, int]):
-    """vector_of for recluster_turns: the voice of the span that starts at `start`, and the
+    """vector_of for split_speakers_by_turns: the voice of the span that starts at `start`, and the
     spans asked for."""
     asked = []
 
@@ -224,52 +224,51 @@ def test_speaker_spans_join_one_speakers_turns_across_short_gaps() -> None:
 
 
 def test_a_turn_in_another_speakers_voice_goes_to_them() -> None:
-    # A's third turn is B's voice: it goes to B; A's short turn follows A's long ones
+    # A's third turn is B's voice: it goes to B; A's short turn follows most of A's long turns
     exclusive = [Turn(0, 5, "A"), Turn(5, 9, "B"), Turn(9, 13, "A"), Turn(13, 17, "B"), Turn(17, 21, "A"),
                  Turn(23, 24, "A")]
     vector_of, asked = _voices_by_start({0: 0, 5: 1, 9: 0, 13: 1, 17: 1})
-    turns, excl, means = recluster_turns(exclusive, exclusive, vector_of, 0.55, 1.5)
+    turns, excl, means = split_speakers_by_turns(exclusive, exclusive, vector_of, 0.7, 0.5, 1.5)
     assert [t.speaker for t in excl] == ["A", "B", "A", "B", "A"]  # 13-21 joined into one B turn
     assert excl[3] == Turn(13, 21, "B")
-    assert (23, 24) not in asked  # too short to embed: it follows most of A's long turns
+    assert (23, 24) not in asked  # too short to embed
     np.testing.assert_allclose(means["B"], VOICES[1])
 
 
 def test_two_voices_under_one_label_become_two_speakers_and_overlaps_are_cut_between_them() -> None:
-    # "A" holds two voices far apart: the one with less time gets a label of its own, "A+1";
-    # A's turn over B's (with overlap) is cut halfway between A's spans of the two voices
+    # "A" holds two voices far apart and the one with less time is near no other speaker: it gets
+    # a label of its own, "A+1"; A's turn over B's (with overlap) is cut halfway between A's spans
     exclusive = [Turn(0, 6, "A"), Turn(6, 10, "B"), Turn(10, 13, "A"), Turn(13, 20, "B"), Turn(20, 26, "A")]
     heard = [Turn(0, 6, "A"), Turn(5, 10, "B"), Turn(9.5, 13.4, "A"), Turn(13, 20, "B"), Turn(20, 26, "A")]
     vector_of, _ = _voices_by_start({0: 0, 6: 1, 10: 2, 13: 1, 20: 0})
-    turns, excl, _ = recluster_turns(heard, exclusive, vector_of, 0.55, 1.5)
+    turns, excl, means = split_speakers_by_turns(heard, exclusive, vector_of, 0.7, 0.5, 1.5)
     assert {t.speaker for t in excl} == {"A", "B", "A+1"}
     assert [t for t in excl if t.speaker == "A+1"] == [Turn(10, 13, "A+1")]
     # the turn heard 9.5-13.4 lies between A's spans 0-6 (A) and 10-13 (A+1), then 20-26 (A)
     assert Turn(9.5, 13.4, "A+1") in turns
     assert Turn(0, 6, "A") in turns
+    np.testing.assert_allclose(means["A+1"], VOICES[2])
+    np.testing.assert_allclose(means["A"], VOICES[0])
 
 
-def test_one_voice_under_two_labels_becomes_one_speaker() -> None:
-    # C's short turn follows C's long ones into A
-    exclusive = [Turn(0, 5, "A"), Turn(5, 8, "C"), Turn(8, 13, "A"), Turn(13, 15, "C"), Turn(16, 17, "C")]
+def test_two_speakers_of_one_voice_are_never_joined_whole() -> None:
+    # different people's turns can be as close as one person's: only a part of a speaker moves
+    exclusive = (Turn(0, 5, "A"), Turn(5, 8, "C"), Turn(8, 13, "A"), Turn(13, 15, "C"))
     vector_of, _ = _voices_by_start({0: 0, 5: 0, 8: 0, 13: 0})
-    turns, excl, _ = recluster_turns(exclusive, exclusive, vector_of, 0.55, 1.5)
-    assert excl == (Turn(0, 15, "A"), Turn(16, 17, "A"))
+    assert split_speakers_by_turns(exclusive, exclusive, vector_of, 0.7, 0.5, 1.5) == (exclusive, exclusive, {})
 
 
-def test_reclustering_changes_nothing_without_two_long_turns_or_beyond_the_bounds() -> None:
+def test_splitting_changes_nothing_without_two_long_turns_or_beyond_the_bounds() -> None:
     exclusive = (Turn(0, 5, "A"), Turn(5, 6, "B"), Turn(6, 7, "A"))
     vector_of, _ = _voices_by_start({0: 0})
-    assert recluster_turns(exclusive, exclusive, vector_of, 0.55, 1.5) == (exclusive, exclusive, {})
-    # merging A and C would leave one speaker where at least two are asked for
-    exclusive = (Turn(0, 5, "A"), Turn(5, 8, "C"), Turn(8, 13, "A"))
-    vector_of, _ = _voices_by_start({0: 0, 5: 0, 8: 0})
-    assert recluster_turns(exclusive, exclusive, vector_of, 0.55, 1.5, min_speakers=2) == (exclusive, exclusive, {})
-    assert recluster_turns(exclusive, exclusive, vector_of, 0.55, 1.5)[1] == (Turn(0, 13, "A"),)
+    assert split_speakers_by_turns(exclusive, exclusive, vector_of, 0.7, 0.5, 1.5) == (exclusive, exclusive, {})
     # splitting A would make three where at most two are asked for
     exclusive = (Turn(0, 5, "A"), Turn(5, 8, "C"), Turn(8, 13, "A"))
     vector_of, _ = _voices_by_start({0: 0, 5: 1, 8: 2})
-    assert recluster_turns(exclusive, exclusive, vector_of, 0.55, 1.5, max_speakers=2) == (exclusive, exclusive, {})
-    # voices within the threshold stay as they are
+    assert split_speakers_by_turns(exclusive, exclusive, vector_of, 0.7, 0.5, 1.5, max_speakers=2) == (
+        exclusive, exclusive, {})
+    assert {t.speaker for t in split_speakers_by_turns(exclusive, exclusive, vector_of, 0.7, 0.5, 1.5)[1]} == {
+        "A", "C", "A+1"}
+    # one speaker's turns within the split distance stay together
     vector_of, _ = _voices_by_start({0: 0, 5: 1, 8: 0})
-    assert recluster_turns(exclusive, exclusive, vector_of, 0.55, 1.5) == (exclusive, exclusive, {})
+    assert split_speakers_by_turns(exclusive, exclusive, vector_of, 0.7, 0.5, 1.5) == (exclusive, exclusive, {})
