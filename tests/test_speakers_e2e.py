@@ -77,7 +77,31 @@ def enrolled_run(meeting):
     return folder, out
 
 
-@pytest.mark.xfail(strict=True, reason="issue 5, not met yet: 5 speakers found in this 4-speaker meeting")
+# The speakers the clustering was tuned on (benchmarks/RESULTS.md, issue 5): the report meetings
+# leave them out, and so does the count test below.
+TUNING_SPEAKERS = ("lj", "mfa_mcauliffe", "jfk", "librispeech_1272", "cmu_arctic_pysptk", "librivox_simplicissimus",
+                   "eric_joanis", "picovoice_fr", "picovoice_it")
+
+
+def test_speaker_count_of_a_meeting_of_unseen_voices(tmp_path: Path, store) -> None:
+    """A 2-minute meeting of 5 speakers drawn as the benchmark draws its report meetings (seed 45,
+    never used there): the count is found without being given, and the turns are right."""
+    clips = C.load_clips()
+    m = C.compose_meeting(clips, seed=45, n_speakers=5, minutes=2, language="en",
+                          options=C.ComposeOptions(exclude_speakers=TUNING_SPEAKERS), name="unseen")
+    C.write_meeting(m, tmp_path, clips, manifest=None)
+    ref = read_rttm(tmp_path / "unseen.rttm")
+    assert len({t.speaker for t in ref}) == 5
+    r = run_cli("run", tmp_path / "unseen.wav", "-o", tmp_path / "out", "--model", "tiny.en", "-f", "rttm", "-q")
+    assert r.returncode == cli.EXIT_OK, r.stderr
+    hyp = read_rttm(tmp_path / "out" / "unseen.rttm")
+    assert len({t.speaker for t in hyp}) == 5
+    der = diarization_errors(ref, hyp)
+    assert der.der <= 0.2, der
+
+
+@pytest.mark.xfail(strict=True, reason="issue 5: 5 speakers found in this 4-speaker meeting (its MFA speaker, "
+                   "recorded in several sessions, splits)")
 def test_speaker_count_without_being_given(enrolled_run) -> None:
     folder, out = enrolled_run
     assert len({t.speaker for t in read_rttm(out / "meeting.rttm")}) == len(MEETING)
