@@ -112,7 +112,7 @@ def cmd_sweep(args) -> None:
     from transcribe.media import load_audio
 
     feats = [cached_features(it, args.cache, d) for it in items]
-    audios = [load_audio(it["audio"]) for it in items]  # the turns' own embeddings (recluster_turns)
+    audios = [load_audio(it["audio"]) for it in items]  # the turns' own embeddings (split_speakers_by_turns)
     spoken = [None] * len(items)
     if args.languages:  # the merge step asks Whisper's language detection, as the pipeline does
         from transcribe.asr import Recognizer
