@@ -671,17 +671,13 @@ def split_speakers_by_turns(
 
     new_turns = _joined(piece for t in turns for piece in relabelled(t))
     new_exclusive = _joined(piece for t in exclusive for piece in relabelled(t))
-    changed = {label_of[i] for i in long if label_of[i] != spans[i].speaker} | {
-        spans[i].speaker for i in long if label_of[i] != spans[i].speaker
-    }
-    means = {}
-    for label in changed:
+    moved = [i for i in long if label_of[i] != spans[i].speaker]
+    means = {}  # every label a move touched keeps long spans: a split speaker keeps its largest part
+    for label in {label_of[i] for i in moved} | {spans[i].speaker for i in moved}:
         v = sum(seconds[i] * vectors[i] for i in long if label_of[i] == label)
-        if isinstance(v, np.ndarray):
-            means[label] = v / max(float(np.linalg.norm(v)), 1e-12)
-    moved = sum(seconds[i] for i in long if label_of[i] != spans[i].speaker)
-    found = {t.speaker for t in new_turns}
-    log.info("speakers split by their turns: %.1f s of speech changed speaker, %d speakers", moved, len(found))
+        means[label] = v / max(float(np.linalg.norm(v)), 1e-12)
+    log.info("speakers split by their turns: %.1f s of speech changed speaker, %d speakers",
+             sum(seconds[i] for i in moved), len({t.speaker for t in new_turns}))
     return new_turns, new_exclusive, means
 
 
