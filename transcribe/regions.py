@@ -62,6 +62,7 @@ log = logging.getLogger("transcribe")
 
 __all__ = [
     "Chunk",
+    "MAX_PREVIOUS_TOKENS",
     "RegionOptions",
     "RegionResult",
     "exclusive_turns",
@@ -75,7 +76,7 @@ __all__ = [
 Progress = Callable[[float, float], None]  # (seconds done, seconds in all)
 
 WINDOW = 30.0  # Whisper's input window, seconds
-_MAX_PREVIOUS = 223  # previous text tokens in a prompt, as Whisper (half its 448-token context, less one)
+MAX_PREVIOUS_TOKENS = 223  # previous text tokens in a prompt, as Whisper (half its 448-token context, less one)
 # Tokens Whisper may write per second of audio, and a few more for the timestamps: a decode that
 # loops stops there instead of at the 448-token context (a loop on 9 s of a quiet voice ran to 448
 # tokens, at every temperature of the fallback). The fastest clip of samples/ is 9.4 tokens a second
@@ -152,8 +153,8 @@ class RegionOptions:
             raise UsageError(f"chunk padding {self.pad} s leaves no room in a {self.max_chunk} s chunk")
         if self.batch_size < 1:
             raise UsageError(f"batch size must be at least 1, got {self.batch_size}")
-        if not 0 <= self.previous_tokens <= _MAX_PREVIOUS:
-            raise UsageError(f"previous text tokens must be between 0 and {_MAX_PREVIOUS}, got {self.previous_tokens}")
+        if not 0 <= self.previous_tokens <= MAX_PREVIOUS_TOKENS:
+            raise UsageError(f"previous text tokens must be between 0 and {MAX_PREVIOUS_TOKENS}, got {self.previous_tokens}")
         if self.stream_windows < 1:
             raise UsageError(f"windows per stream must be at least 1, got {self.stream_windows}")
 
@@ -194,7 +195,8 @@ class RegionResult:
 
     `stats` keys: chunks (after any split at a pause), windows (Whisper inputs in the first pass),
     speech_seconds (in the chunks), decoded_seconds (audio in the windows, padding and silence
-    between chunks included), redecoded (chunks and stretches decoded again on their own),
+    between chunks included), prompted_windows (windows decoded after the text of the window
+    before them, with `previous_tokens`), redecoded (chunks and stretches decoded again on their own),
     replaced_doubtful (chunks whose words Whisper doubted in their window, and that it was surer
     of on their own, without previous text), recovered_words (words that brought back),
     dropped_outside_speech (words over no speech), dropped_no_speech (words of windows Whisper
@@ -740,7 +742,7 @@ class _Decoder:
     beam_size: int
     without_timestamps: bool
 
-    def prompts(self, previous: Sequence[Sequence[int]], most: int = _MAX_PREVIOUS) -> list[tuple[int, ...]]:
+    def prompts(self, previous: Sequence[Sequence[int]], most: int = MAX_PREVIOUS_TOKENS) -> list[tuple[int, ...]]:
         """Prompts for a batch of windows, each after the text tokens in `previous`.
 
         CTranslate2 wants the start of the transcript at the same place in every prompt of a batch,
@@ -1089,6 +1091,7 @@ def transcribe_chunks(
         "windows": 0,
         "speech_seconds": round(sum(c.speech_seconds for c in chunks), 3),
         "decoded_seconds": 0.0,
+        "prompted_windows": 0,
         "redecoded": 0,
         "replaced_doubtful": 0,
         "recovered_words": 0,
@@ -1172,10 +1175,11 @@ def _transcribe(
     for group in _schedule([w.length for w in windows], opts):
         contexts = [before.get(k - 1, list(dec.initial)) for k in group]
         prompts = dec.prompts(contexts, opts.previous_tokens) if opts.previous_tokens else None
+        stats["prompted_windows"] += sum(p != dec.prompt for p in prompts or ())
         decoded = _decode_batch(model, [inputs[k] for k in group], dec, opts, prompts)
         for k, context, d in zip(group, contexts, decoded):
             text = [] if d.failed(opts) else [t for t in d.tokens if t < dec.tokenizer.eot]
-            before[k] = (context + text)[-_MAX_PREVIOUS:]
+            before[k] = (context + text)[-MAX_PREVIOUS_TOKENS:]
             window = windows[k]
             done += window.length
             if d.silent(opts):
