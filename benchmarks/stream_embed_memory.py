@@ -10,8 +10,8 @@ process loads the embedder as `transcribe stream` does (CPU, one torch thread), 
 - `--runs` stretches of a real recording (pyannote's sample, tiled) whose lengths are drawn
   between 0.5 and 12 s, as the stream's runs of final words come;
 - then as many 3 s stretches: one length over and over, where a cache pays most.
-It reports resident memory after loading and after each part, and each part's CPU time. The
-ratios are bounded / default.
+It reports resident memory (VmRSS, MiB) after loading and after each part, and each part's CPU
+time. The ratios are bounded / default.
 """
 
 from __future__ import annotations
@@ -29,14 +29,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from machine import cpu_description  # noqa: E402
+from stream_latency import rss_mb  # noqa: E402
 
 SR = 16000
 DEFAULT = "1024"  # oneDNN's own capacity: what torch used before the stream set one
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
 def child(runs: int, seed: int) -> dict:
@@ -53,13 +49,13 @@ def child(runs: int, seed: int) -> dict:
     embedder = CamppEmbedder(ModelStore().require_weights("campplus"), "cpu", threads=1)
     rng = np.random.default_rng(seed)
     lengths = rng.integers(SR // 2, 12 * SR, runs)
-    out = {"capacity": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY"), "rss_mb_loaded": round(rss_mb(), 1)}
+    out = {"capacity": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY"), "rss_mb_loaded": round(rss_mb(os.getpid()), 1)}
     for part, sizes in (("varied", lengths), ("same", [3 * SR] * runs)):
         t0 = time.process_time()
         for n in sizes:
             embedder(audio[:n])
         out[f"cpu_s_{part}"] = round(time.process_time() - t0, 2)
-        out[f"rss_mb_after_{part}"] = round(rss_mb(), 1)
+        out[f"rss_mb_after_{part}"] = round(rss_mb(os.getpid()), 1)
     return out
 
 
@@ -98,8 +94,8 @@ def main() -> None:
     }
     print(f"{'capacity':<10} {'RSS loaded':>11} {'after varied':>13} {'after same':>11} {'CPU varied':>11} {'CPU same':>9}")
     for r in (d, b):
-        print(f"{r['capacity']:<10} {r['rss_mb_loaded']:>8.1f} MB {r['rss_mb_after_varied']:>10.1f} MB "
-              f"{r['rss_mb_after_same']:>8.1f} MB {r['cpu_s_varied']:>9.1f} s {r['cpu_s_same']:>7.1f} s")
+        print(f"{r['capacity']:<10} {r['rss_mb_loaded']:>7.1f} MiB {r['rss_mb_after_varied']:>9.1f} MiB "
+              f"{r['rss_mb_after_same']:>7.1f} MiB {r['cpu_s_varied']:>9.1f} s {r['cpu_s_same']:>7.1f} s")
     for k, v in figures.items():
         print(f"{k:<24} {v}")
     if args.out:
