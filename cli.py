@@ -128,7 +128,7 @@ def run(
     initial_prompt: Optional[str] = typer.Option(None, "--initial-prompt", help="Text that sets the style and vocabulary of the transcript."),
     condition_on_previous_text: bool = typer.Option(
         False, "--previous-text/--no-previous-text",
-        help="Prompt each Whisper window with the text decoded before it, as Whisper itself does: usually fewer errors, up to 30% slower on a CPU. With --asr-mode whole it can loop on long recordings.",
+        help="Prompt each Whisper window with the text decoded before it, as Whisper itself does: usually fewer errors, up to 45% slower on a CPU. With --asr-mode whole it can loop on long recordings.",
     ),
     threads: int = typer.Option(0, "--threads", show_default=False, help="CPU threads for speech recognition (default: all cores)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that already exist."),

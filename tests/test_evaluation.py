@@ -46,6 +46,7 @@ from transcribe.samples import pyannote_sample
 from transcribe.types import Segment, Transcript, Turn, Word
 
 runner = CliRunner(env={"COLUMNS": "300"})  # wide enough that rich wraps no cell
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
 def write(path: Path, text: str) -> Path:
@@ -409,6 +410,16 @@ def test_manifest(tmp_path):
         load_dataset(bad)
 
 
+def test_manifest_reads_past_what_the_samples_and_the_composer_write_for_people(tmp_path):
+    """samples/dev.jsonl and benchmarks/compose.py add `speakers`, `duration` and `info`; refused
+    as unknown keys, they stopped the README's `transcribe eval run samples/dev.jsonl` at line 1."""
+    items = load_dataset(SAMPLES / "dev.jsonl")
+    assert len(items) == len((SAMPLES / "dev.jsonl").read_text().splitlines()) >= 80
+    assert all(i.num_speakers is None for i in items)  # `speakers` is not handed to the pipeline
+    man = write(tmp_path / "m.jsonl", '{"audio": "a.wav", "speakers": 3, "duration": 60.0, "info": "a.json"}\n')
+    assert load_dataset(man) == (DatasetItem("a", tmp_path / "a.wav", None),)
+
+
 def _good_and_bad(tmp_path: Path) -> tuple[Path, Path]:
     refs, hyp = tmp_path / "refs", tmp_path / "hyp"
     write(refs / "good.stm", "good 1 A 0 2 hello there\ngood 1 B 2 4 good morning\n")
@@ -576,3 +587,25 @@ def test_run_scores_our_pipeline_on_the_sample(tmp_path, store):
     assert r.wer.rate < 0.3 and r.cpwer.rate < 0.4 and r.der_forgiving.der < 0.2
     assert r.speed is not None and r.speed.rtf > 0 and r.speed.peak_rss_mb > 0
     assert set(r.speed.stages) >= {"asr", "diarization"}
+
+
+@pytest.mark.slow
+def test_eval_run_takes_lines_of_the_samples_manifest_as_they_are(tmp_path, store):
+    """`transcribe eval run` through the installed command on two lines of samples/dev.jsonl (an
+    English and a German recording), every key kept; only the paths point back into samples/."""
+    from conftest import run_cli
+
+    lines = []
+    for line in (SAMPLES / "dev.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if row["audio"] in ("misc/arctic_a0009.flac", "picovoice/leopard_de.flac"):
+            assert {"speakers", "duration"} <= set(row)
+            lines.append(json.dumps(row | {k: str(SAMPLES / row[k]) for k in ("audio", "stm", "rttm")}))
+    assert len(lines) == 2
+    manifest = write(tmp_path / "two.jsonl", "\n".join(lines) + "\n")
+    res = run_cli("eval", "run", manifest, "-o", tmp_path / "run", env={"COLUMNS": "300"})
+    assert res.returncode == 0, res.stderr
+    results = {r.stem: r for r in load_results(tmp_path / "run").files}
+    assert sorted(results) == ["arctic_a0009", "leopard_de"]
+    for r in results.values():
+        assert r.error is None and r.wer.rate <= 0.3, r  # measured: 0.0 (9 words), 0.2 (10 words)

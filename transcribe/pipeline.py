@@ -165,8 +165,8 @@ class Pipeline:
     def _region_options(self) -> RegionOptions:
         """With `condition_on_previous_text`, each window is prompted with the text decoded before
         it, as Whisper decodes a recording: over our diarization 0.5 to 1.3 points of WER better on
-        three sets of composed meetings, for 9 to 30% more ASR time on a 2-core CPU (windows of a
-        stream decode one after another; benchmarks/RESULTS.md, issue 6, session 15)."""
+        three sets of composed meetings, for 9 to 44% more ASR time on a 2-core CPU (windows of a
+        stream decode one after another; benchmarks/RESULTS.md, issue 6, sessions 15 and 18)."""
         return RegionOptions(previous_tokens=MAX_PREVIOUS_TOKENS if self.options.condition_on_previous_text else 0)
 
     def _recognize(

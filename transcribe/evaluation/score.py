@@ -82,6 +82,9 @@ class DatasetItem:
 
 
 _MANIFEST_KEYS = {"audio", "id", "language", "num_speakers", *REFERENCE_KINDS}
+# What samples/dev.jsonl and benchmarks/compose.py write beside those, for people to read:
+# how many speak (`num_speakers` would hand the count to the pipeline), how long, what was used.
+_MANIFEST_INFO_KEYS = {"speakers", "duration", "info"}
 
 
 def load_dataset(path: Path, *, language: str | None = None) -> tuple[DatasetItem, ...]:
@@ -89,8 +92,9 @@ def load_dataset(path: Path, *, language: str | None = None) -> tuple[DatasetIte
 
     Manifest lines are JSON objects: `audio` (path relative to the manifest), `language`, and
     any of `text`, `stm`, `rttm`, `uem` (paths relative to the manifest); optional `id` (the
-    stem used to pair hypotheses, default the audio file's stem) and `num_speakers`. `language`
-    here is the default for items that do not give one.
+    stem used to pair hypotheses, default the audio file's stem) and `num_speakers`; `speakers`,
+    `duration` and `info` are read past (information for people). `language` here is the default
+    for items that do not give one.
     """
     path = Path(path)
     if path.is_dir():
@@ -136,11 +140,10 @@ def _load_manifest(path: Path, language: str | None) -> tuple[DatasetItem, ...]:
             raise EvalError(f"{where}: not valid JSON: {e.msg}") from None
         if not isinstance(row, dict):
             raise EvalError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        unknown = sorted(set(row) - _MANIFEST_KEYS)
+        unknown = sorted(set(row) - _MANIFEST_KEYS - _MANIFEST_INFO_KEYS)
         if unknown:
-            raise EvalError(
-                f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_MANIFEST_KEYS))})"
-            )
+            known = ", ".join(sorted(_MANIFEST_KEYS | _MANIFEST_INFO_KEYS))
+            raise EvalError(f"{where}: unknown key {unknown[0]!r} (known: {known})")
         for key in ("audio", "id", "language", *REFERENCE_KINDS):
             if row.get(key) is not None and not isinstance(row[key], str):
                 raise EvalError(f"{where}: {key!r} must be a string")
