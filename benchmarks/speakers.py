@@ -4,6 +4,7 @@
     python benchmarks/speakers.py sweep TUNING.jsonl [--cache DIR] [--languages]  # clustering choices, from the cache
     python benchmarks/speakers.py compare HELDOUT.jsonl [MORE.jsonl ...] [--cache DIR] [--model base] [-o results.json]
     python benchmarks/speakers.py languages MANIFEST.jsonl [--model base]   # language of each speaker
+    python benchmarks/speakers.py cost MANIFEST.jsonl [-o results.json]      # time of the turn step
 
 `features` runs segmentation-3.0 and CAM++ once per meeting and keeps the result (pickle) in the
 cache; `sweep` re-clusters the cached features under every threshold / minimum cluster size /
@@ -351,9 +352,47 @@ def cmd_languages(args) -> None:
         args.output.write_text(json.dumps({"model": args.model, "rows": rows}, indent=1))
 
 
+def cmd_cost(args) -> None:
+    """What the turn step (`split_speakers_by_turns`) adds to the diarization stage, in one run: per
+    meeting the networks once, then the clustering without the step and with it, each once, as
+    `transcribe run` clusters a file (a turn length embedded for the first time prepares its own
+    convolutions, so a second pass would hide part of the cost). The ratio is the diarization with
+    the step over the diarization without it."""
+    from machine import cpu_description
+    from transcribe.diarize import DiarizationOptions
+    from transcribe.media import load_audio
+
+    d = diarizer()
+    rows = []
+    for item in manifest_items(args.manifest):
+        audio = load_audio(item["audio"])
+        t0 = time.perf_counter()
+        features = d.features(audio)
+        networks = time.perf_counter() - t0
+        seconds = {}
+        for name, options in (("without", DiarizationOptions(turn_split_distance=0)), ("with", DiarizationOptions())):
+            t0 = time.perf_counter()
+            found = d.cluster(features, options, audio=audio)
+            seconds[name] = time.perf_counter() - t0
+            seconds[f"speakers_{name}"] = len({t.speaker for t in found.turns})
+        row = {"file": Path(item["audio"]).stem, "audio_s": round(audio.duration, 1), "networks_s": round(networks, 2),
+               "clustering_s": round(seconds["without"], 2), "clustering_with_step_s": round(seconds["with"], 2),
+               "speakers": [seconds["speakers_without"], seconds["speakers_with"]],
+               "ratio": round((networks + seconds["with"]) / (networks + seconds["without"]), 3)}
+        rows.append(row)
+        print(f"{row['file']:32s} {row['audio_s']:7.1f} s audio  networks {row['networks_s']:7.2f} s  clustering "
+              f"{row['clustering_s']:6.2f} s, with the step {row['clustering_with_step_s']:6.2f} s  "
+              f"ratio {row['ratio']:.3f}", flush=True)
+    total = sum(r["networks_s"] + r["clustering_s"] for r in rows)
+    ratio = sum(r["networks_s"] + r["clustering_with_step_s"] for r in rows) / total
+    print(f"diarization with the turn step / without, pooled: {ratio:.3f} ({cpu_description()})")
+    if args.output:
+        args.output.write_text(json.dumps({"cpu": cpu_description(), "ratio": round(ratio, 3), "rows": rows}, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["features", "sweep", "compare", "enroll", "languages"])
+    ap.add_argument("command", choices=["features", "sweep", "compare", "enroll", "languages", "cost"])
     ap.add_argument("manifest", type=Path, nargs="+", help="one or more manifests (compare pools them)")
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--model", default="base")
@@ -364,7 +403,8 @@ def main() -> None:
     ap.add_argument("--languages", action="store_true",
                     help="sweep: the merge step keeps clusters of two languages apart (Whisper --model detects them)")
     args = ap.parse_args()
-    commands = {"features": cmd_features, "sweep": cmd_sweep, "compare": cmd_compare, "enroll": cmd_enroll, "languages": cmd_languages}
+    commands = {"features": cmd_features, "sweep": cmd_sweep, "compare": cmd_compare, "enroll": cmd_enroll,
+                "languages": cmd_languages, "cost": cmd_cost}
     commands[args.command](args)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import warnings
 from pathlib import Path
 from typing import Iterator, List, Optional
 
@@ -53,9 +54,14 @@ def _fail(message: str, code: int) -> typer.Exit:
 @contextlib.contextmanager
 def cli_errors() -> Iterator[None]:
     """Turn library errors, Ctrl-C and bugs into one `Error: ...` line on stderr and an exit code
-    (the same rules as the main CLI's `reported()`)."""
+    (the same rules as the main CLI's `reported()`). Third-party warnings are not the user's
+    business either (`transcribe run` drops them too); TRANSCRIBE_DEBUG=1 shows them."""
+    debug = bool(os.environ.get("TRANSCRIBE_DEBUG"))
     try:
-        yield
+        with warnings.catch_warnings():
+            if not debug:
+                warnings.simplefilter("ignore")
+            yield
     except TranscribeError as e:
         raise _fail(str(e), e.exit_code) from None
     except KeyboardInterrupt:
@@ -63,7 +69,7 @@ def cli_errors() -> Iterator[None]:
     except (typer.Exit, typer.Abort):
         raise
     except Exception as e:  # a bug: still one line, the traceback on request
-        if os.environ.get("TRANSCRIBE_DEBUG"):
+        if debug:
             raise
         raise _fail(
             f"unexpected {type(e).__name__}: {e} (set TRANSCRIBE_DEBUG=1 for the traceback)", EXIT_BUG
