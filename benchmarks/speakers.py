@@ -369,15 +369,15 @@ def cmd_cost(args) -> None:
         t0 = time.perf_counter()
         features = d.features(audio)
         networks = time.perf_counter() - t0
-        seconds = {}
+        seconds, speakers = {}, {}
         for name, options in (("without", DiarizationOptions(turn_split_distance=0)), ("with", DiarizationOptions())):
             t0 = time.perf_counter()
             found = d.cluster(features, options, audio=audio)
             seconds[name] = time.perf_counter() - t0
-            seconds[f"speakers_{name}"] = len({t.speaker for t in found.turns})
+            speakers[name] = len({t.speaker for t in found.turns})
         row = {"file": Path(item["audio"]).stem, "audio_s": round(audio.duration, 1), "networks_s": round(networks, 2),
                "clustering_s": round(seconds["without"], 2), "clustering_with_step_s": round(seconds["with"], 2),
-               "speakers": [seconds["speakers_without"], seconds["speakers_with"]],
+               "speakers": [speakers["without"], speakers["with"]],
                "ratio": round((networks + seconds["with"]) / (networks + seconds["without"]), 3)}
         rows.append(row)
         print(f"{row['file']:32s} {row['audio_s']:7.1f} s audio  networks {row['networks_s']:7.2f} s  clustering "

@@ -49,7 +49,8 @@ def child(runs: int, seed: int) -> dict:
     embedder = CamppEmbedder(ModelStore().require_weights("campplus"), "cpu", threads=1)
     rng = np.random.default_rng(seed)
     lengths = rng.integers(SR // 2, 12 * SR, runs)
-    out = {"capacity": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY"), "rss_mb_loaded": round(rss_mb(os.getpid()), 1)}
+    out = {"capacity": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY"),
+           "rss_mb_loaded": round(rss_mb(os.getpid()), 1)}
     for part, sizes in (("varied", lengths), ("same", [3 * SR] * runs)):
         t0 = time.process_time()
         for n in sizes:

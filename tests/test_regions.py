@@ -453,7 +453,7 @@ def test_cli_prompts_each_window_with_the_text_before_it_when_asked(quiet_meetin
     assert doc["options"]["condition_on_previous_text"] is True
     transcript = transcript_from_json(doc)
     stats = transcript.stats["asr_regions"]
-    # 90 s of speech fill 4 windows, one stream (fewer than `stream_windows`): 3 follow another
+    # the 90 s meeting fills 4 windows, one stream (fewer than `stream_windows`): 3 follow another
     assert stats["windows"] >= 3 and stats["prompted_windows"] == stats["windows"] - 1, stats
     assert stats["uncovered_seconds"] <= 5.0
     ref = " ".join(u["text"] for u in sorted(info["utterances"], key=lambda u: u["start"]))

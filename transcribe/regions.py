@@ -154,7 +154,9 @@ class RegionOptions:
         if self.batch_size < 1:
             raise UsageError(f"batch size must be at least 1, got {self.batch_size}")
         if not 0 <= self.previous_tokens <= MAX_PREVIOUS_TOKENS:
-            raise UsageError(f"previous text tokens must be between 0 and {MAX_PREVIOUS_TOKENS}, got {self.previous_tokens}")
+            raise UsageError(
+                f"previous text tokens must be between 0 and {MAX_PREVIOUS_TOKENS}, got {self.previous_tokens}"
+            )
         if self.stream_windows < 1:
             raise UsageError(f"windows per stream must be at least 1, got {self.stream_windows}")
 
@@ -196,8 +198,8 @@ class RegionResult:
     `stats` keys: chunks (after any split at a pause), windows (Whisper inputs in the first pass),
     speech_seconds (in the chunks), decoded_seconds (audio in the windows, padding and silence
     between chunks included), prompted_windows (windows decoded after the text of the window
-    before them, with `previous_tokens`), redecoded (chunks and stretches decoded again on their own),
-    replaced_doubtful (chunks whose words Whisper doubted in their window, and that it was surer
+    before them, with `previous_tokens`), redecoded (chunks and stretches decoded again on their
+    own), replaced_doubtful (chunks whose words Whisper doubted in their window, and that it was surer
     of on their own, without previous text), recovered_words (words that brought back),
     dropped_outside_speech (words over no speech), dropped_no_speech (words of windows Whisper
     scored as silence, and doubtful words of chunks in which Silero VAD hears no voice),
