@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import torchaudio
@@ -33,7 +34,7 @@ SAMPLE_RATE = 16_000
 NUM_MEL_BINS = 80
 EMBEDDING_SIZE = 192
 
-__all__ = ["CAMPPlus", "embed", "fbank", "load_campplus", "weighted_statistics"]
+__all__ = ["CAMPPlus", "embed", "fbank", "load_campplus", "unit_embedding", "weighted_statistics"]
 
 
 # --- layers (3D-Speaker speakerlab/models/campplus/layers.py) ---------------------------------
@@ -505,3 +506,10 @@ def embed(model: CAMPPlus, waveforms: Tensor, weights: Tensor | None = None) -> 
     with torch.no_grad():
         feats = fbank(waveforms.to(device))
         return model.pool(model.frames(feats), weights)
+
+
+def unit_embedding(model: CAMPPlus, samples: np.ndarray) -> np.ndarray:
+    """One unit-norm embedding (float32) of one 16 kHz mono waveform."""
+    x = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None, None]
+    out = embed(model, x).float().cpu().numpy()[0, 0]
+    return out / max(float(np.linalg.norm(out)), 1e-12)

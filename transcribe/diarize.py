@@ -43,7 +43,7 @@ from pyannote.pipeline.parameter import ParamDict, Uniform
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import cdist
 
-from transcribe.campplus import CAMPPlus, embed, load_campplus
+from transcribe.campplus import CAMPPlus, embed, load_campplus, unit_embedding
 from transcribe.errors import ModelError, UsageError
 from transcribe.types import SAMPLE_RATE, Audio, Turn
 
@@ -746,9 +746,8 @@ class Diarizer:
         """One unit-norm CAM++ embedding of `audio` from `start` to `end` s (its first
         `TURN_MAX_SECONDS`), in one pass."""
         sr = audio.sample_rate
-        x = np.ascontiguousarray(audio.samples[int(start * sr) : int(min(end, start + TURN_MAX_SECONDS) * sr)], np.float32)
-        out = embed(self.pipeline._embedding.model, torch.from_numpy(x)[None, None]).float().cpu().numpy()[0, 0]
-        return out / max(float(np.linalg.norm(out)), 1e-12)
+        x = audio.samples[int(start * sr) : int(min(end, start + TURN_MAX_SECONDS) * sr)]
+        return unit_embedding(self.pipeline._embedding.model, x)
 
     def cluster(
         self,

@@ -115,9 +115,7 @@ def check_enrollment(enrollment: Enrollment, audio: Audio) -> Audio:
 
 def embed_enrollment(model, audio: Audio) -> np.ndarray:
     """One unit-norm CAM++ embedding: the mean of unit-normalised 10 s window embeddings (5 s hop)."""
-    import torch
-
-    from transcribe.campplus import embed
+    from transcribe.campplus import unit_embedding
 
     win = int(WINDOW_SECONDS * audio.sample_rate)
     samples = audio.samples.astype(np.float32)
@@ -129,10 +127,7 @@ def embed_enrollment(model, audio: Audio) -> np.ndarray:
         if starts[-1] + win < len(samples):
             starts.append(len(samples) - win)
         windows = [samples[s : s + win] for s in starts]
-    vectors = []
-    for w in windows:
-        out = embed(model, torch.from_numpy(np.ascontiguousarray(w))[None, None]).float().cpu().numpy()[0, 0]
-        vectors.append(out / (np.linalg.norm(out) + 1e-12))
+    vectors = [unit_embedding(model, w) for w in windows]
     mean = np.mean(vectors, axis=0)
     return mean / (np.linalg.norm(mean) + 1e-12)
 
